@@ -1,0 +1,73 @@
+"""carelake: trustworthy, de-identified, analysis-ready health data on DuckDB or Spark.
+
+    >>> import carelake as cl
+    >>> lake = cl.open_lake("my-lake")                      # doctest: +SKIP
+    >>> cl.ingest_fhir(["export/"], lake=lake).stored       # doctest: +SKIP
+
+Public names are loaded lazily so that ``import carelake`` and ``carelake --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from carelake._version import __version__
+from carelake.errors import (
+    CarelakeError,
+    ConfigError,
+    EngineError,
+    InputError,
+    LakeBusyError,
+    LakeError,
+    MissingDependencyError,
+    QueryError,
+    StrictModeError,
+)
+
+if TYPE_CHECKING:
+    from carelake.engine import DuckDBEngine, Engine, make_engine
+    from carelake.lake import Lake, open_lake
+    from carelake.sources.fhir import IngestSummary, ingest_fhir
+
+_LAZY = {
+    "DuckDBEngine": "carelake.engine",
+    "Engine": "carelake.engine",
+    "make_engine": "carelake.engine",
+    "Lake": "carelake.lake",
+    "open_lake": "carelake.lake",
+    "IngestSummary": "carelake.sources.fhir",
+    "ingest_fhir": "carelake.sources.fhir",
+}
+
+__all__ = [
+    "CarelakeError",
+    "ConfigError",
+    "DuckDBEngine",
+    "Engine",
+    "EngineError",
+    "IngestSummary",
+    "InputError",
+    "Lake",
+    "LakeBusyError",
+    "LakeError",
+    "MissingDependencyError",
+    "QueryError",
+    "StrictModeError",
+    "__version__",
+    "ingest_fhir",
+    "make_engine",
+    "open_lake",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'carelake' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

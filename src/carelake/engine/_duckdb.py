@@ -1,0 +1,71 @@
+"""DuckDB, the embedded default: in-process, all cores, out-of-core, Parquet native."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from carelake.engine._base import first_line
+from carelake.errors import QueryError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class DuckDBEngine:
+    """Run carelake SQL in an in-memory DuckDB connection over the lake's Parquet files."""
+
+    name = "duckdb"
+
+    def __init__(self, *, threads: int | None = None, memory_limit: str | None = None) -> None:
+        import duckdb
+
+        config: dict[str, str | int] = {}
+        if threads:
+            config["threads"] = threads
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        self._duckdb = duckdb
+        self.connection = duckdb.connect(":memory:", config=config)
+        self.connection.execute("SET TimeZone = 'UTC'")  # after connect: ICU cannot load from the config
+
+    def register_parquet(self, name: str, files: Sequence[Path]) -> None:
+        listing = ", ".join(_literal(str(f)) for f in files)
+        self._run(f"CREATE OR REPLACE VIEW {_quote(name)} AS SELECT * FROM read_parquet([{listing}])")
+
+    def create_view(self, name: str, sql: str) -> None:
+        self._run(f"CREATE OR REPLACE VIEW {_quote(name)} AS {sql}")
+
+    def query(self, sql: str) -> pa.Table:
+        try:
+            return self.connection.sql(sql).to_arrow_table()
+        except self._duckdb.Error as exc:
+            raise QueryError(f"query failed on duckdb: {first_line(exc)}") from exc
+
+    def write_parquet(self, sql: str, directory: Path) -> list[Path]:
+        directory.mkdir(parents=True, exist_ok=False)
+        target = directory / "part-0.parquet"
+        self._run(
+            f"COPY ({sql}) TO {_literal(str(target))} "
+            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+        )
+        return [target]
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def _run(self, sql: str) -> None:
+        try:
+            self.connection.execute(sql)
+        except self._duckdb.Error as exc:
+            raise QueryError(f"statement failed on duckdb: {first_line(exc)}") from exc
+

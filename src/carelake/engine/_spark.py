@@ -1,0 +1,104 @@
+"""Spark, for data that outgrows one machine: the same SQL, translated by sqlglot.
+
+``master`` is any Spark master URL (``local[*]`` by default, ``spark://host:7077``,
+``k8s://...``, ``yarn``); ``remote`` is a Spark Connect URL (``sc://host:15002``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from carelake.engine._base import first_line, to_dialect
+from carelake.errors import EngineError, MissingDependencyError, QueryError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_SESSIONS: dict[tuple[str | None, str | None], Any] = {}
+
+
+def _session(master: str | None, remote: str | None) -> Any:
+    """One Spark session per (master, remote) per process: starting a JVM costs seconds."""
+    key = (master, remote)
+    if key in _SESSIONS:
+        return _SESSIONS[key]
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the Spark engine needs pyspark", hint="install it with: pip install 'carelake[spark]'"
+        ) from exc
+    if remote is None and shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise EngineError("the Spark engine needs Java 17 or newer", hint="install a JDK (e.g. openjdk-17-jre)")
+    builder = SparkSession.builder.appName("carelake")
+    if remote:
+        builder = builder.remote(remote)
+    else:
+        builder = (
+            builder.master(master or os.environ.get("CARELAKE_SPARK_MASTER", "local[*]"))
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", os.environ.get("CARELAKE_SPARK_SHUFFLE_PARTITIONS", "4"))
+            .config("spark.driver.memory", os.environ.get("CARELAKE_SPARK_DRIVER_MEMORY", "2g"))
+            .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        )
+    builder = builder.config("spark.sql.session.timeZone", "UTC")
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # py4j and the JVM raise many unrelated types here
+        raise EngineError(f"could not start Spark: {str(exc).splitlines()[0]}",
+                          hint="check Java 17+ and the --spark-master / --spark-remote URL") from exc
+    if not remote:
+        session.sparkContext.setLogLevel("ERROR")
+    _SESSIONS[key] = session
+    return session
+
+
+class SparkEngine:
+    """Run carelake SQL on a Spark session (local, cluster or Spark Connect)."""
+
+    name = "spark"
+
+    def __init__(self, *, master: str | None = None, remote: str | None = None) -> None:
+        self.spark = _session(master, remote)
+
+    def register_parquet(self, name: str, files: Sequence[Path]) -> None:
+        self.spark.read.parquet(*[str(f) for f in files]).createOrReplaceTempView(name)
+
+    def create_view(self, name: str, sql: str) -> None:
+        self._frame(sql).createOrReplaceTempView(name)
+
+    def query(self, sql: str) -> pa.Table:
+        frame = self._frame(sql)
+        try:
+            return frame.toArrow()
+        except Exception as exc:  # Spark raises its own hierarchy from the JVM
+            raise QueryError(f"query failed on spark: {first_line(exc)}") from exc
+
+    def write_parquet(self, sql: str, directory: Path) -> list[Path]:
+        frame = self._frame(sql)
+        try:
+            frame.write.option("compression", "zstd").parquet(str(directory))
+        except Exception as exc:
+            raise QueryError(f"write failed on spark: {first_line(exc)}") from exc
+        for extra in directory.iterdir():
+            if not extra.name.endswith(".parquet"):
+                extra.unlink()
+        return sorted(directory.glob("*.parquet"))
+
+    def close(self) -> None:
+        # The session is shared per process (see _session); Spark stops it at exit.
+        return None
+
+    def _frame(self, sql: str) -> Any:
+        translated = to_dialect(sql, "spark")
+        try:
+            return self.spark.sql(translated)
+        except Exception as exc:
+            raise QueryError(f"query failed on spark: {first_line(exc)}") from exc
+

@@ -1,0 +1,323 @@
+"""Ingest FHIR R4 files into the lake's bronze layer: parse at the edge, decide in SQL, commit atomically."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pyarrow.parquet as pq
+
+from carelake.errors import StrictModeError
+from carelake.lake import QUARANTINE_TABLE, Lake, Transaction, open_lake
+from carelake.progress import NoProgress, Progress
+from carelake.sources.fhir._files import SourceFile, discover, file_sha256, read_records
+from carelake.sources.fhir._records import Problem, check, extract, unpack_bundle
+from carelake.sources.fhir._staging import StagingWriter
+from carelake.sources.fhir._tables import (
+    BRONZE_SCHEMAS,
+    IDENTIFIERS_TABLE,
+    REFERENCE_TARGETS_VIEW_SQL,
+    REFERENCES_TABLE,
+    RESOURCES_TABLE,
+    RESOURCES_VIEW_SQL,
+    SUPERSEDED_TABLE,
+    type_view_sql,
+)
+
+if TYPE_CHECKING:
+    from carelake.engine import Engine
+
+STAGE = "ingest-fhir"
+MAX_QUARANTINED_RECORD = 1 << 20
+
+
+@dataclass
+class IngestSummary:
+    """What one ingest did. Counts reconcile: read = stored + duplicates + new_versions + quarantined."""
+
+    run_id: str
+    engine: str
+    committed: bool
+    files: int
+    skipped_files: list[dict[str, str]]
+    read: int
+    stored: int
+    duplicates: int
+    new_versions: int
+    quarantined: int
+    quarantined_by_rule: dict[str, int]
+    by_type: dict[str, dict[str, int]]
+    references: dict[str, int]
+    bytes: int
+    seconds: float
+    mb_per_s: float
+    resources_per_s: float
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def reconciles(self) -> bool:
+        return self.read == self.stored + self.duplicates + self.new_versions + self.quarantined
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ingest_fhir(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    lake: Lake | str | os.PathLike[str] | None = None,
+    engine: str = "duckdb",
+    strict: bool = False,
+    keep_raw: bool = True,
+    wait_seconds: float = 600.0,
+    progress: Progress | None = None,
+    spark_master: str | None = None,
+    spark_remote: str | None = None,
+) -> IngestSummary:
+    """Ingest FHIR R4 NDJSON, JSON resources, Bundles of any type and Bulk Data manifests into bronze.
+
+    Every record is stored, counted as a duplicate or new version, or quarantined with a reason;
+    nothing is visible until the whole run commits. With ``strict`` a run that quarantines
+    anything commits nothing and raises ``StrictModeError``.
+
+    Examples:
+        >>> import tempfile, carelake as cl
+        >>> s = cl.ingest_fhir(["../shared/testdata/fhir-r4-examples/spec-examples/patient-example.json"],
+        ...                    lake=tempfile.mkdtemp() + "/lake")  # doctest: +SKIP
+        >>> s.stored, s.reconciles  # doctest: +SKIP
+        (1, True)
+    """
+    started = time.perf_counter()
+    progress = progress or NoProgress()
+    files, skipped = discover(paths)
+    the_lake = lake if isinstance(lake, Lake) else open_lake(lake)
+    parameters = {"paths": [str(p) for p in paths] if not isinstance(paths, str) else [paths],
+                  "engine": engine, "strict": strict}
+    total_bytes = sum(f.size for f in files)
+    with the_lake.transaction(STAGE, parameters=parameters, wait_seconds=wait_seconds) as tx:
+        writer = StagingWriter(tx.staging / "parsed")
+        progress.start(f"reading {len(files)} FHIR file(s)", total_bytes)
+        try:
+            for file_index, source in enumerate(files):
+                _parse_file(file_index, source, writer, tx, keep_raw=keep_raw, progress=progress)
+        finally:
+            progress.stop()
+        writer.close()
+        progress.start(f"committing on {engine}", None)
+        try:
+            eng = the_lake.connect(engine, spark_master=spark_master, spark_remote=spark_remote)
+            summary = _decide_and_stage(eng, tx, writer)
+        finally:
+            progress.stop()
+        tx.define_view("resources", RESOURCES_VIEW_SQL, layer="bronze")
+        tx.define_view("fhir_reference_targets", REFERENCE_TARGETS_VIEW_SQL, layer="bronze")
+        for resource_type in summary["by_type"]:
+            tx.define_view(resource_type, type_view_sql(resource_type), layer="bronze")
+        seconds = round(time.perf_counter() - started, 3)
+        summary.update(
+            run_id=tx.run_id, engine=engine, committed=True, files=len(files),
+            skipped_files=[{"path": p, "reason": r} for p, r in skipped], bytes=total_bytes, seconds=seconds,
+            mb_per_s=round(total_bytes / 1e6 / seconds, 2) if seconds else 0.0,
+            resources_per_s=round(summary["read"] / seconds, 1) if seconds else 0.0,
+        )
+        result = IngestSummary(**summary)
+        if strict and result.quarantined:
+            raise StrictModeError(
+                f"{result.quarantined} record(s) were quarantined, so nothing was committed (--strict)",
+                hint="fix the records listed above, or run without --strict to commit the good ones",
+            )
+        tx.summary = result.to_dict()
+    return result
+
+
+def _parse_file(file_index: int, source: SourceFile, writer: StagingWriter, tx: Transaction, *,
+                keep_raw: bool, progress: Progress) -> None:
+    sha = file_sha256(source.path)
+    if keep_raw and sha is not None:
+        tx.add_raw(source.path, sha)
+    base = file_index << 32
+    ordinal = 0
+    path = str(source.path)
+    for record in read_records(source, progress.advance):
+        locator = (path, sha, record.line, None, record.byte_offset)
+        if record.problem is not None:
+            writer.add_problem(base + ordinal, record.problem, locator, _record_text(record.text))
+            ordinal += 1
+            continue
+        value = record.value
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+            for entry in unpack_bundle(value):
+                entry_locator = (path, sha, record.line, entry.index, record.byte_offset)
+                resource = entry.resource
+                problem = entry.problem or check(resource, assigned_id=entry.assigned_id)
+                if problem is not None:
+                    text = orjson.dumps(resource) if resource is not None else None
+                    writer.add_problem(base + ordinal, problem, entry_locator, _record_text(text))
+                else:
+                    writer.add_resource(base + ordinal, extract(resource, orjson.dumps(resource),  # type: ignore[arg-type]
+                                                                assigned_id=entry.assigned_id), entry_locator)
+                ordinal += 1
+            if "entry" not in value:
+                writer.add_problem(base + ordinal, Problem("empty-bundle", "the Bundle has no entries"),
+                                   locator, None)
+                ordinal += 1
+            continue
+        problem = check(value)
+        if problem is not None:
+            writer.add_problem(base + ordinal, problem, locator, _record_text(record.text))
+        else:
+            writer.add_resource(base + ordinal, extract(value, record.text), locator)  # type: ignore[arg-type]
+        ordinal += 1
+
+
+def _record_text(text: bytes | None) -> str | None:
+    if text is None or len(text) > MAX_QUARANTINED_RECORD:
+        return None
+    return text.decode("utf-8", errors="replace")
+
+
+def _columns(table: str, *, exclude: tuple[str, ...] = ()) -> list[str]:
+    return [f.name for f in BRONZE_SCHEMAS[table] if f.name not in exclude]
+
+
+def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> dict[str, Any]:
+    """Classify staged records against the lake in SQL (new, new version, duplicate) and stage the outputs."""
+    for stem in ("resources", "references", "identifiers", "quarantine"):
+        eng.register_parquet(f"staged_{stem}", writer.files(stem))
+    for table, schema in BRONZE_SCHEMAS.items():
+        tx.ensure_table(table, layer="bronze", schema=schema)
+    committed = tx.lake.catalog.tables
+    for table, schema in BRONZE_SCHEMAS.items():
+        if table not in committed:  # first FHIR ingest into this lake: compare against nothing
+            empty = tx.staging / f"empty-{table}.parquet"
+            pq.write_table(schema.empty_table(), empty)
+            eng.register_parquet(table, [empty])
+
+    # 1. Which staged records are new content, and which version number each gets.
+    classified_sql = f"""
+        WITH firsts AS (
+            SELECT seq, resource_type, id, content_hash FROM (
+                SELECT seq, resource_type, id, content_hash,
+                       row_number() OVER (PARTITION BY resource_type, id, content_hash ORDER BY seq) AS dup_rank
+                FROM staged_resources) ranked
+            WHERE dup_rank = 1),
+        fresh AS (
+            SELECT f.* FROM firsts f WHERE NOT EXISTS (
+                SELECT 1 FROM {RESOURCES_TABLE} b
+                WHERE b.resource_type = f.resource_type AND b.id = f.id AND b.content_hash = f.content_hash)),
+        prev AS (SELECT resource_type, id, max(version) AS max_version FROM {RESOURCES_TABLE} GROUP BY resource_type, id)
+        SELECT fresh.seq,
+               CAST(coalesce(prev.max_version, 0)
+                    + row_number() OVER (PARTITION BY fresh.resource_type, fresh.id ORDER BY fresh.seq) AS BIGINT) AS version
+        FROM fresh LEFT JOIN prev ON prev.resource_type = fresh.resource_type AND prev.id = fresh.id
+    """
+    classified_files = eng.write_parquet(classified_sql, tx.staging / "classified")
+    eng.register_parquet("classified", classified_files)
+
+    run = f"'{tx.run_id}'"
+    ingested_at = f"CAST('{tx.started.isoformat()}' AS TIMESTAMPTZ)"
+    resource_cols = ", ".join(
+        f"s.{c}" for c in _columns(RESOURCES_TABLE, exclude=("version", "run_id", "ingested_at"))
+    )
+    outputs = {
+        RESOURCES_TABLE: f"""
+            SELECT s.resource_type, s.id, c.version, {resource_cols.replace('s.resource_type, s.id, ', '')},
+                   {run} AS run_id, {ingested_at} AS ingested_at
+            FROM staged_resources s JOIN classified c ON s.seq = c.seq
+            ORDER BY s.resource_type, s.id, c.version""",
+        SUPERSEDED_TABLE: f"""
+            SELECT s.resource_type, s.id, CAST(c.version - 1 AS BIGINT) AS version, {run} AS run_id
+            FROM staged_resources s JOIN classified c ON s.seq = c.seq
+            WHERE c.version > 1 ORDER BY 1, 2, 3""",
+        REFERENCES_TABLE: f"""
+            SELECT s.resource_type, s.id, c.version, r.reference, r.kind, r.target_type, r.target_id,
+                   r.identifier_system, r.identifier_value, {run} AS run_id
+            FROM staged_references r JOIN classified c ON r.seq = c.seq JOIN staged_resources s ON s.seq = r.seq
+            ORDER BY 1, 2, 3, 4""",
+        IDENTIFIERS_TABLE: f"""
+            SELECT s.resource_type, s.id, c.version, i.system, i.value, {run} AS run_id
+            FROM staged_identifiers i JOIN classified c ON i.seq = c.seq JOIN staged_resources s ON s.seq = i.seq
+            ORDER BY 1, 2, 3, 4, 5""",
+        QUARANTINE_TABLE: f"""
+            SELECT {run} AS run_id, '{STAGE}' AS stage, q.source_file, q.source_sha256, q.line, q.entry_index,
+                   q.byte_offset, q.rule, q.message, q.record
+            FROM (SELECT *, row_number() OVER (
+                      PARTITION BY source_file, source_sha256, line, entry_index, rule ORDER BY seq) AS rn
+                  FROM staged_quarantine) q
+            WHERE q.rn = 1 AND NOT EXISTS (
+                SELECT 1 FROM {QUARANTINE_TABLE} e
+                WHERE e.source_file IS NOT DISTINCT FROM q.source_file
+                  AND e.source_sha256 IS NOT DISTINCT FROM q.source_sha256
+                  AND e.line IS NOT DISTINCT FROM q.line
+                  AND e.entry_index IS NOT DISTINCT FROM q.entry_index
+                  AND e.rule = q.rule)
+            ORDER BY q.seq""",
+    }
+    for table, sql in outputs.items():
+        files = eng.write_parquet(sql, tx.staging / "out" / table)
+        rows = sum(pq.read_metadata(f).num_rows for f in files)
+        tx.append(table, layer="quarantine" if table == QUARANTINE_TABLE else "bronze", files=files, rows=rows)
+
+    # 2. Counts for the summary, all from the same staged data.
+    by_type_rows = eng.query("""
+        SELECT s.resource_type,
+               count(*) AS read,
+               CAST(sum(CASE WHEN c.version = 1 THEN 1 ELSE 0 END) AS BIGINT) AS stored,
+               CAST(sum(CASE WHEN c.version > 1 THEN 1 ELSE 0 END) AS BIGINT) AS new_versions
+        FROM staged_resources s LEFT JOIN classified c ON s.seq = c.seq
+        GROUP BY s.resource_type ORDER BY s.resource_type""").to_pylist()
+    by_type = {
+        r["resource_type"]: {"read": r["read"], "stored": r["stored"], "new_versions": r["new_versions"],
+                             "duplicates": r["read"] - r["stored"] - r["new_versions"]}
+        for r in by_type_rows
+    }
+    rules = eng.query("SELECT rule, count(*) AS n FROM staged_quarantine GROUP BY rule ORDER BY rule").to_pylist()
+    quarantined_by_rule = {r["rule"]: r["n"] for r in rules}
+    problems = eng.query("""
+        SELECT source_file, line, entry_index, byte_offset, rule, message FROM staged_quarantine
+        ORDER BY seq LIMIT 20""").to_pylist()
+    stored = sum(t["stored"] for t in by_type.values())
+    new_versions = sum(t["new_versions"] for t in by_type.values())
+    duplicates = sum(t["duplicates"] for t in by_type.values())
+    quarantined = sum(quarantined_by_rule.values())
+    return {
+        "read": stored + new_versions + duplicates + quarantined,
+        "stored": stored,
+        "duplicates": duplicates,
+        "new_versions": new_versions,
+        "quarantined": quarantined,
+        "quarantined_by_rule": quarantined_by_rule,
+        "by_type": by_type,
+        "references": _reference_counts(eng),
+        "problems": problems,
+    }
+
+
+def _reference_counts(eng: Engine) -> dict[str, int]:
+    """How many of this run's new references resolve, counting targets already in the lake or in this run."""
+    base = f"""
+        WITH refs AS (SELECT r.* FROM staged_references r JOIN classified c ON r.seq = c.seq),
+        all_keys AS (SELECT resource_type, id FROM {RESOURCES_TABLE}
+                     UNION SELECT resource_type, id FROM staged_resources),
+        all_idents AS (SELECT resource_type, system, value FROM {IDENTIFIERS_TABLE}
+                       UNION SELECT s.resource_type, i.system, i.value
+                             FROM staged_identifiers i JOIN staged_resources s ON i.seq = s.seq)
+    """
+    row = eng.query(base + """
+        SELECT
+          (SELECT count(*) FROM refs) AS total,
+          (SELECT count(*) FROM refs WHERE kind = 'conditional') AS conditional,
+          (SELECT count(*) FROM refs r WHERE r.kind IN ('literal', 'absolute') AND NOT EXISTS (
+              SELECT 1 FROM all_keys k WHERE k.resource_type = r.target_type AND k.id = r.target_id))
+            AS unresolved_literal,
+          (SELECT count(*) FROM refs r WHERE r.kind = 'conditional' AND NOT EXISTS (
+              SELECT 1 FROM all_idents m WHERE m.resource_type = r.target_type AND m.value = r.identifier_value
+                AND (r.identifier_system IS NULL OR m.system = r.identifier_system)))
+            AS unresolved_conditional
+    """).to_pylist()[0]
+    return {k: int(v or 0) for k, v in row.items()}

@@ -1,0 +1,102 @@
+"""The bronze FHIR tables and views: their schemas live here and nowhere else."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+RESOURCES_TABLE = "fhir_resources"
+SUPERSEDED_TABLE = "fhir_superseded"
+REFERENCES_TABLE = "fhir_references"
+IDENTIFIERS_TABLE = "fhir_identifiers"
+
+_LOCATOR = [
+    pa.field("source_file", pa.string()),
+    pa.field("source_sha256", pa.string()),
+    pa.field("line", pa.int64()),
+    pa.field("entry_index", pa.int64()),
+    pa.field("byte_offset", pa.int64()),
+]
+
+# What the parser writes to staging, before the engine decides what is new.
+STAGED_RESOURCES = pa.schema(
+    [
+        pa.field("seq", pa.int64()),
+        pa.field("resource_type", pa.string()),
+        pa.field("id", pa.string()),
+        pa.field("meta_version_id", pa.string()),
+        pa.field("patient_id", pa.string()),
+        pa.field("clinical_time_raw", pa.string()),
+        pa.field("clinical_time", TS),
+        pa.field("last_updated", TS),
+        pa.field("content_hash", pa.string()),
+        pa.field("resource", pa.string()),
+        *_LOCATOR,
+    ]
+)
+STAGED_REFERENCES = pa.schema(
+    [
+        pa.field("seq", pa.int64()),
+        pa.field("reference", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("target_type", pa.string()),
+        pa.field("target_id", pa.string()),
+        pa.field("identifier_system", pa.string()),
+        pa.field("identifier_value", pa.string()),
+    ]
+)
+STAGED_IDENTIFIERS = pa.schema(
+    [pa.field("seq", pa.int64()), pa.field("system", pa.string()), pa.field("value", pa.string())]
+)
+STAGED_QUARANTINE = pa.schema(
+    [
+        pa.field("seq", pa.int64()),
+        *_LOCATOR,
+        pa.field("rule", pa.string()),
+        pa.field("message", pa.string()),
+        pa.field("record", pa.string()),
+    ]
+)
+
+_KEY = [pa.field("resource_type", pa.string()), pa.field("id", pa.string()), pa.field("version", pa.int64())]
+
+BRONZE_SCHEMAS: dict[str, pa.Schema] = {
+    RESOURCES_TABLE: pa.schema(
+        [
+            *_KEY,
+            *[f for f in STAGED_RESOURCES if f.name not in ("seq", "resource_type", "id")],
+            pa.field("run_id", pa.string()),
+            pa.field("ingested_at", TS),
+        ]
+    ),
+    SUPERSEDED_TABLE: pa.schema([*_KEY, pa.field("run_id", pa.string())]),
+    REFERENCES_TABLE: pa.schema([*_KEY, *list(STAGED_REFERENCES)[1:], pa.field("run_id", pa.string())]),
+    IDENTIFIERS_TABLE: pa.schema([*_KEY, *list(STAGED_IDENTIFIERS)[1:], pa.field("run_id", pa.string())]),
+}
+
+# Every version ever ingested is kept; ``resources`` shows the latest of each (type, id).
+RESOURCES_VIEW_SQL = (
+    f"SELECT r.* FROM {RESOURCES_TABLE} r WHERE NOT EXISTS (SELECT 1 FROM {SUPERSEDED_TABLE} s "
+    "WHERE s.resource_type = r.resource_type AND s.id = r.id AND s.version = r.version)"
+)
+
+# References with their target: literal ones as written, conditional ones through identifiers.
+REFERENCE_TARGETS_VIEW_SQL = f"""
+SELECT r.resource_type, r.id, r.version, r.reference, r.kind, r.target_type,
+       CASE WHEN r.kind = 'conditional' THEN m.id ELSE r.target_id END AS target_id,
+       t.id IS NOT NULL AS resolved
+FROM {REFERENCES_TABLE} r
+LEFT JOIN (SELECT resource_type, system, value, min(id) AS id FROM {IDENTIFIERS_TABLE} GROUP BY 1, 2, 3) m
+  ON r.kind = 'conditional' AND m.resource_type = r.target_type
+ AND m.value = r.identifier_value AND (r.identifier_system IS NULL OR m.system = r.identifier_system)
+LEFT JOIN (SELECT DISTINCT resource_type, id FROM {RESOURCES_TABLE}) t
+  ON t.resource_type = r.target_type
+ AND t.id = CASE WHEN r.kind = 'conditional' THEN m.id ELSE r.target_id END
+WHERE r.kind IN ('literal', 'absolute', 'conditional')
+"""
+
+
+def type_view_sql(resource_type: str) -> str:
+    """The per-type view: current resources of one type."""
+    return f"SELECT * FROM resources WHERE resource_type = '{resource_type}'"
