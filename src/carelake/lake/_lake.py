@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import shutil
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime

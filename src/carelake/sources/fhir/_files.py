@@ -211,8 +211,7 @@ def _read_ndjson(path: Path, progress: Callable[[int], None]) -> Iterator[Record
             seen_content = True
     if not seen_content and line == 0:
         yield Record(None, 0, problem=Problem("empty-file", "the file is empty"))
-    total = raw_handle.tell() if raw_handle is not None else offset
-    progress(max(total - reported, 0))
+    progress(max(path.stat().st_size - reported, 0))
 
 
 def _read_json(path: Path, progress: Callable[[int], None]) -> Iterator[Record]:

@@ -1,0 +1,76 @@
+"""``carelake ingest``: bring source files into the lake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from carelake.cli._app import app, state
+from carelake.cli._console import RichProgress, emit_json, err
+from carelake.cli._options import EngineChoice, EngineOption, JsonOption, SparkMasterOption, SparkRemoteOption
+
+ingest_app = typer.Typer(help="Bring source files into the lake (bronze), losslessly.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+
+
+@ingest_app.command("fhir", epilog="Example:  carelake ingest fhir ../shared/testdata/synthea-fhir-r4 --json")
+def ingest_fhir_command(
+    paths: Annotated[list[Path], typer.Argument(help="NDJSON/JSON files, Bundles, $export manifests or folders.")],
+    engine: EngineOption = EngineChoice.duckdb,
+    strict: Annotated[bool, typer.Option("--strict", help="Commit nothing (exit 1) if any record is quarantined.")
+                      ] = False,
+    keep_raw: Annotated[bool, typer.Option("--keep-raw/--no-raw", help="Keep a content-addressed copy of inputs.")
+                        ] = True,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for another job writing the lake.")] = 600.0,
+    spark_master: SparkMasterOption = None,
+    spark_remote: SparkRemoteOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Ingest FHIR R4: Bulk Data NDJSON (.ndjson, .jsonl, .gz), resources, Bundles of any type, $export manifests.
+
+    Every record is stored, counted as a duplicate or new version, or quarantined with file, line and rule.
+    """
+    from carelake.sources.fhir import ingest_fhir
+
+    summary = ingest_fhir(
+        paths, lake=state.lake, engine=engine.value, strict=strict, keep_raw=keep_raw, wait_seconds=wait,
+        progress=RichProgress(), spark_master=spark_master, spark_remote=spark_remote,
+    )
+    if json:
+        emit_json(summary.to_dict())
+    _print_summary(summary)
+
+
+def _print_summary(summary: object) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    s = summary.to_dict()  # type: ignore[attr-defined]
+    table = Table(title=f"ingest {s['run_id']} ({s['engine']})", title_justify="left")
+    for column in ("resource type", "read", "stored", "new versions", "duplicates"):
+        table.add_column(column, justify="left" if column == "resource type" else "right")
+    for rtype, counts in s["by_type"].items():
+        table.add_row(rtype, *(f"{counts[k]:,}" for k in ("read", "stored", "new_versions", "duplicates")))
+    err.print(table)
+    err.print(
+        f"{s['files']} file(s), {s['read']:,} records read = {s['stored']:,} stored + {s['new_versions']:,} new "
+        f"versions + {s['duplicates']:,} duplicates + {s['quarantined']:,} quarantined  "
+        f"[{s['mb_per_s']} MB/s, {s['seconds']} s]", highlight=False, markup=False,
+    )
+    refs = s["references"]
+    err.print(f"references: {refs['total']:,} ({refs['conditional']:,} conditional); unresolved: "
+              f"{refs['unresolved_literal']:,} literal, {refs['unresolved_conditional']:,} conditional",
+              highlight=False)
+    for rule, n in s["quarantined_by_rule"].items():
+        err.print(f"[yellow]quarantined[/] {n:,} × {escape(rule)}", highlight=False)
+    for problem in s["problems"][:10]:
+        where = problem["source_file"] + (f":{problem['line']}" if problem["line"] is not None else "")
+        if problem["entry_index"] is not None:
+            where += f" entry[{problem['entry_index']}]"
+        err.print(f"  {escape(where)}: {escape(problem['rule'])}: {escape(problem['message'])}", highlight=False)
+    if s["quarantined"] > 10:
+        err.print("  … see all with: carelake sql \"select * from quarantine\"", highlight=False, markup=False)
+    for skipped in s["skipped_files"][:5]:
+        err.print(f"[dim]skipped {escape(skipped['path'])}: {escape(skipped['reason'])}[/]", highlight=False)
