@@ -47,8 +47,9 @@ def _root(
         "carelake-lake"
     ),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show full tracebacks on errors.")] = False,
-    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
-                                                 help="Print the version and exit.")] = None,
+    version: Annotated[
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
 ) -> None:
     state.lake = lake
     state.verbose = verbose
@@ -72,8 +73,11 @@ def main(argv: list[str] | None = None) -> None:
         err.print("interrupted; nothing was committed by the interrupted job")
         sys.exit(130)
     except Exception as exc:
-        _report(exc, f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                "rerun with --verbose and report the traceback")
+        _report(
+            exc,
+            f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            "rerun with --verbose and report the traceback",
+        )
         sys.exit(1)
 
 

@@ -19,10 +19,12 @@ app.add_typer(ingest_app, name="ingest")
 def ingest_fhir_command(
     paths: Annotated[list[Path], typer.Argument(help="NDJSON/JSON files, Bundles, $export manifests or folders.")],
     engine: EngineOption = EngineChoice.duckdb,
-    strict: Annotated[bool, typer.Option("--strict", help="Commit nothing (exit 1) if any record is quarantined.")
-                      ] = False,
-    keep_raw: Annotated[bool, typer.Option("--keep-raw/--no-raw", help="Keep a content-addressed copy of inputs.")
-                        ] = True,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Commit nothing (exit 1) if any record is quarantined.")
+    ] = False,
+    keep_raw: Annotated[
+        bool, typer.Option("--keep-raw/--no-raw", help="Keep a content-addressed copy of inputs.")
+    ] = True,
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for another job writing the lake.")] = 600.0,
     spark_master: SparkMasterOption = None,
     spark_remote: SparkRemoteOption = None,
@@ -35,8 +37,15 @@ def ingest_fhir_command(
     from carelake.sources.fhir import ingest_fhir
 
     summary = ingest_fhir(
-        paths, lake=state.lake, engine=engine.value, strict=strict, keep_raw=keep_raw, wait_seconds=wait,
-        progress=RichProgress(), spark_master=spark_master, spark_remote=spark_remote,
+        paths,
+        lake=state.lake,
+        engine=engine.value,
+        strict=strict,
+        keep_raw=keep_raw,
+        wait_seconds=wait,
+        progress=RichProgress(),
+        spark_master=spark_master,
+        spark_remote=spark_remote,
     )
     if json:
         emit_json(summary.to_dict())
@@ -57,12 +66,16 @@ def _print_summary(summary: object) -> None:
     err.print(
         f"{s['files']} file(s), {s['read']:,} records read = {s['stored']:,} stored + {s['new_versions']:,} new "
         f"versions + {s['duplicates']:,} duplicates + {s['quarantined']:,} quarantined  "
-        f"[{s['mb_per_s']} MB/s, {s['seconds']} s]", highlight=False, markup=False,
+        f"[{s['mb_per_s']} MB/s, {s['seconds']} s]",
+        highlight=False,
+        markup=False,
     )
     refs = s["references"]
-    err.print(f"references: {refs['total']:,} ({refs['conditional']:,} conditional); unresolved: "
-              f"{refs['unresolved_literal']:,} literal, {refs['unresolved_conditional']:,} conditional",
-              highlight=False)
+    err.print(
+        f"references: {refs['total']:,} ({refs['conditional']:,} conditional); unresolved: "
+        f"{refs['unresolved_literal']:,} literal, {refs['unresolved_conditional']:,} conditional",
+        highlight=False,
+    )
     for rule, n in s["quarantined_by_rule"].items():
         err.print(f"[yellow]quarantined[/] {n:,} × {escape(rule)}", highlight=False)
     for problem in s["problems"][:10]:
@@ -71,6 +84,6 @@ def _print_summary(summary: object) -> None:
             where += f" entry[{problem['entry_index']}]"
         err.print(f"  {escape(where)}: {escape(problem['rule'])}: {escape(problem['message'])}", highlight=False)
     if s["quarantined"] > 10:
-        err.print("  … see all with: carelake sql \"select * from quarantine\"", highlight=False, markup=False)
+        err.print('  … see all with: carelake sql "select * from quarantine"', highlight=False, markup=False)
     for skipped in s["skipped_files"][:5]:
         err.print(f"[dim]skipped {escape(skipped['path'])}: {escape(skipped['reason'])}[/]", highlight=False)

@@ -38,16 +38,18 @@ def status_command(json: JsonOption = False) -> None:
     out.print(table)
     out.print(f"views: {', '.join(info['views']) or '-'}", highlight=False)
     runs = [r for r in info["runs"] if r["job"] != "create-lake"]
-    out.print(f"runs: {len(runs)}" + (f" (last: {runs[-1]['run_id']} {runs[-1]['job']})" if runs else ""),
-              highlight=False)
+    out.print(
+        f"runs: {len(runs)}" + (f" (last: {runs[-1]['run_id']} {runs[-1]['job']})" if runs else ""), highlight=False
+    )
     q = info["quarantine"]
     out.print(f"quarantined: {q['total']:,}", highlight=False)
     for rule, n in q["by_rule"].items():
         out.print(f"  {rule}: {n:,}", highlight=False, markup=False)
 
 
-@app.command("sql", epilog='Example:  carelake sql "select resource_type, count(*) from resources group by 1" '
-             "--format csv")
+@app.command(
+    "sql", epilog='Example:  carelake sql "select resource_type, count(*) from resources group by 1" --format csv'
+)
 def sql_command(
     query: Annotated[str, typer.Argument(help="SQL (DuckDB dialect) over the lake's tables and views.")],
     format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,

@@ -17,8 +17,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readab
 EngineOption = Annotated[EngineChoice, typer.Option("--engine", help="Where the SQL runs.")]
 SparkMasterOption = Annotated[
     str | None,
-    typer.Option("--spark-master", envvar="CARELAKE_SPARK_MASTER",
-                 help="Spark master URL (local[*], spark://host:7077, k8s://..., yarn)."),
+    typer.Option(
+        "--spark-master",
+        envvar="CARELAKE_SPARK_MASTER",
+        help="Spark master URL (local[*], spark://host:7077, k8s://..., yarn).",
+    ),
 ]
 SparkRemoteOption = Annotated[
     str | None,

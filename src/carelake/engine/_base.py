@@ -69,8 +69,14 @@ def to_dialect(sql: str, dialect: str) -> str:
     return ";\n".join(statements)
 
 
-def make_engine(name: str = "duckdb", *, spark_master: str | None = None, spark_remote: str | None = None,
-                threads: int | None = None, memory_limit: str | None = None) -> Engine:
+def make_engine(
+    name: str = "duckdb",
+    *,
+    spark_master: str | None = None,
+    spark_remote: str | None = None,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+) -> Engine:
     """Build an engine by name; Spark options are ignored by DuckDB and vice versa."""
     if name == "duckdb":
         from carelake.engine._duckdb import DuckDBEngine

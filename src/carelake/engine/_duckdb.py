@@ -54,10 +54,7 @@ class DuckDBEngine:
     def write_parquet(self, sql: str, directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=False)
         target = directory / "part-0.parquet"
-        self._run(
-            f"COPY ({sql}) TO {_literal(str(target))} "
-            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
-        )
+        self._run(f"COPY ({sql}) TO {_literal(str(target))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
         return [target]
 
     def close(self) -> None:
@@ -68,4 +65,3 @@ class DuckDBEngine:
             self.connection.execute(sql)
         except self._duckdb.Error as exc:
             raise QueryError(f"statement failed on duckdb: {first_line(exc)}") from exc
-

@@ -51,8 +51,10 @@ def _session(master: str | None, remote: str | None) -> Any:
     try:
         session = builder.getOrCreate()
     except Exception as exc:  # py4j and the JVM raise many unrelated types here
-        raise EngineError(f"could not start Spark: {str(exc).splitlines()[0]}",
-                          hint="check Java 17+ and the --spark-master / --spark-remote URL") from exc
+        raise EngineError(
+            f"could not start Spark: {str(exc).splitlines()[0]}",
+            hint="check Java 17+ and the --spark-master / --spark-remote URL",
+        ) from exc
     if not remote:
         session.sparkContext.setLogLevel("ERROR")
     _SESSIONS[key] = session
@@ -101,4 +103,3 @@ class SparkEngine:
             return self.spark.sql(translated)
         except Exception as exc:
             raise QueryError(f"query failed on spark: {first_line(exc)}") from exc
-

@@ -59,8 +59,10 @@ class Catalog:
                 runs=list(data["runs"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
-            raise LakeError(f"the lake catalog {path} is damaged: {exc}",
-                            hint="restore catalog.json from a backup; data files are untouched") from exc
+            raise LakeError(
+                f"the lake catalog {path} is damaged: {exc}",
+                hint="restore catalog.json from a backup; data files are untouched",
+            ) from exc
 
     def save(self, root: Path) -> None:
         """Atomically replace the catalog: readers see the old or the new one, never half."""

@@ -55,11 +55,15 @@ class Lake:
         marker = self.root / MARKER
         if not marker.exists():
             if self.root.exists() and any(p.name != LOCK_FILE for p in self.root.iterdir()):
-                raise LakeError(f"{self.root} exists and is not a carelake lake",
-                                hint="choose an empty or new folder with --lake PATH")
+                raise LakeError(
+                    f"{self.root} exists and is not a carelake lake",
+                    hint="choose an empty or new folder with --lake PATH",
+                )
             if not create:
-                raise LakeError(f"no lake at {self.root}",
-                                hint="ingest something first (carelake ingest fhir PATH) or pass --lake PATH")
+                raise LakeError(
+                    f"no lake at {self.root}",
+                    hint="ingest something first (carelake ingest fhir PATH) or pass --lake PATH",
+                )
             self._create()
 
     def _create(self) -> None:
@@ -103,8 +107,9 @@ class Lake:
                 eng.close()
 
     @contextmanager
-    def transaction(self, job: str, *, parameters: dict[str, Any], wait_seconds: float = 600.0
-                    ) -> Iterator[Transaction]:
+    def transaction(
+        self, job: str, *, parameters: dict[str, Any], wait_seconds: float = 600.0
+    ) -> Iterator[Transaction]:
         """Stage a job's output and commit it atomically on success; discard it on any error."""
         run_id = f"{utc_now():%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
         lock = WriteLock(self.root, run_id=run_id, wait_seconds=wait_seconds)
@@ -134,8 +139,13 @@ class Lake:
         """Tables with row counts, views, runs and quarantine counts by rule, as plain data."""
         catalog = self.catalog
         tables = [
-            {"name": name, "layer": entry.layer, "rows": entry.rows, "files": len(entry.files),
-             "bytes": sum((self.root / f).stat().st_size for f in entry.files)}
+            {
+                "name": name,
+                "layer": entry.layer,
+                "rows": entry.rows,
+                "files": len(entry.files),
+                "bytes": sum((self.root / f).stat().st_size for f in entry.files),
+            }
             for name, entry in sorted(catalog.tables.items(), key=lambda kv: (kv[1].layer != "quarantine", kv[0]))
         ]
         quarantine: dict[str, Any] = {"total": catalog.tables[QUARANTINE_TABLE].rows, "by_rule": {}}
@@ -239,8 +249,15 @@ class Transaction:
         manifest_path = root / "runs" / f"{self.run_id}.json"
         manifest_path.write_text(json.dumps(manifest, indent=1, default=str) + "\n", encoding="utf-8")
         catalog.version += 1
-        catalog.runs.append({"run_id": self.run_id, "job": self.job, "started": manifest["started"],
-                             "finished": manifest["finished"], "manifest": _rel(root, manifest_path)})
+        catalog.runs.append(
+            {
+                "run_id": self.run_id,
+                "job": self.job,
+                "started": manifest["started"],
+                "finished": manifest["finished"],
+                "manifest": _rel(root, manifest_path),
+            }
+        )
         catalog.save(root)
         shutil.rmtree(self.staging, ignore_errors=True)
 
@@ -250,5 +267,3 @@ class Transaction:
 
 def _rel(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
-
-

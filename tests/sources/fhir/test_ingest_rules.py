@@ -14,9 +14,15 @@ from hypothesis import strategies as st
 import carelake as cl
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-01-02"}
-OBS = {"resourceType": "Observation", "id": "o1", "status": "final", "subject": {"reference": "Patient/p1"},
-       "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
-       "effectiveDateTime": "2020-05-01T10:00:00+02:00", "valueQuantity": {"value": 72.50, "unit": "/min"}}
+OBS = {
+    "resourceType": "Observation",
+    "id": "o1",
+    "status": "final",
+    "subject": {"reference": "Patient/p1"},
+    "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+    "effectiveDateTime": "2020-05-01T10:00:00+02:00",
+    "valueQuantity": {"value": 72.50, "unit": "/min"},
+}
 
 
 def ndjson(path: Path, *lines: object, newline: bytes = b"\n") -> Path:
@@ -124,7 +130,9 @@ def test_duplicates_and_versions(tmp_path: Path, engine: str) -> None:
     s2 = cl.ingest_fhir([ndjson(tmp_path / "2.ndjson", reordered, changed, OBS)], lake=lake, engine=engine)
     assert (s2.stored, s2.duplicates, s2.new_versions) == (0, 2, 1)
     the_lake = cl.open_lake(lake)
-    history = the_lake.sql("SELECT id, version, resource FROM fhir_resources WHERE id = 'p1' ORDER BY version").to_pylist()
+    history = the_lake.sql(
+        "SELECT id, version, resource FROM fhir_resources WHERE id = 'p1' ORDER BY version"
+    ).to_pylist()
     assert [h["version"] for h in history] == [1, 2]
     current = the_lake.sql("SELECT version, resource FROM Patient").to_pylist()
     assert len(current) == 1 and orjson.loads(current[0]["resource"]) == changed
@@ -157,12 +165,20 @@ def test_strict_commits_nothing(tmp_path: Path) -> None:
 
 def test_bundle_types_and_entries(tmp_path: Path) -> None:
     entries = [
-        {"fullUrl": "urn:uuid:11111111-1111-1111-1111-111111111111",
-         "resource": {"resourceType": "Patient", "gender": "other"}, "request": {"method": "POST", "url": "Patient"}},
-        {"fullUrl": "urn:uuid:22222222-2222-2222-2222-222222222222",
-         "resource": {"resourceType": "Encounter", "status": "finished",
-                      "subject": {"reference": "urn:uuid:11111111-1111-1111-1111-111111111111"}},
-         "request": {"method": "POST", "url": "Encounter"}},
+        {
+            "fullUrl": "urn:uuid:11111111-1111-1111-1111-111111111111",
+            "resource": {"resourceType": "Patient", "gender": "other"},
+            "request": {"method": "POST", "url": "Patient"},
+        },
+        {
+            "fullUrl": "urn:uuid:22222222-2222-2222-2222-222222222222",
+            "resource": {
+                "resourceType": "Encounter",
+                "status": "finished",
+                "subject": {"reference": "urn:uuid:11111111-1111-1111-1111-111111111111"},
+            },
+            "request": {"method": "POST", "url": "Encounter"},
+        },
         {"request": {"method": "DELETE", "url": "Patient/old"}},
         {"resource": {"resourceType": "Observation", "status": "final"}},
     ]
@@ -171,8 +187,11 @@ def test_bundle_types_and_entries(tmp_path: Path) -> None:
     summary = cl.ingest_fhir([tmp_path / "b.json"], lake=tmp_path / "lake")
     assert summary.stored == 2
     assert summary.quarantined_by_rule == {"unsupported-delete": 1, "missing-id": 1}
-    rows = cl.open_lake(tmp_path / "lake").sql(
-        "SELECT resource_type, id, patient_id, entry_index, resource FROM resources ORDER BY entry_index").to_pylist()
+    rows = (
+        cl.open_lake(tmp_path / "lake")
+        .sql("SELECT resource_type, id, patient_id, entry_index, resource FROM resources ORDER BY entry_index")
+        .to_pylist()
+    )
     assert [(r["resource_type"], r["id"], r["patient_id"], r["entry_index"]) for r in rows] == [
         ("Patient", "11111111-1111-1111-1111-111111111111", "11111111-1111-1111-1111-111111111111", 0),
         ("Encounter", "22222222-2222-2222-2222-222222222222", "11111111-1111-1111-1111-111111111111", 1),
@@ -206,8 +225,12 @@ json_values = st.recursive(
     max_leaves=8,
 )
 resources = st.fixed_dictionaries(
-    {"resourceType": st.sampled_from(["Patient", "Observation", "Nope", 3]),
-     "id": st.one_of(st.from_regex(r"[A-Za-z0-9]{1,8}", fullmatch=True), st.integers(-1000, 1000), st.just("bad id"))},
+    {
+        "resourceType": st.sampled_from(["Patient", "Observation", "Nope", 3]),
+        "id": st.one_of(
+            st.from_regex(r"[A-Za-z0-9]{1,8}", fullmatch=True), st.integers(-1000, 1000), st.just("bad id")
+        ),
+    },
     optional={"meta": st.one_of(st.just({"versionId": "1"}), st.just([])), "note": json_values},
 )
 

@@ -126,8 +126,10 @@ def _manifest_outputs(manifest: Path) -> list[Path]:
         outputs = data["output"]
         urls = [item["url"] for item in outputs]
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(f"{manifest}: not a valid Bulk Data manifest ({type(exc).__name__})",
-                         hint="a manifest needs an 'output' array of {type, url} objects") from exc
+        raise InputError(
+            f"{manifest}: not a valid Bulk Data manifest ({type(exc).__name__})",
+            hint="a manifest needs an 'output' array of {type, url} objects",
+        ) from exc
     files = []
     for index, url in enumerate(urls):
         parsed = urlparse(str(url))
@@ -191,7 +193,11 @@ def _read_ndjson(path: Path, progress: Callable[[int], None]) -> Iterator[Record
                 if line == 1:
                     body = body.removeprefix(BOM)
                 if not body.strip():
-                    yield Record(line, start, problem=Problem("blank-line", "the line is empty; NDJSON has one resource per line"))
+                    yield Record(
+                        line,
+                        start,
+                        problem=Problem("blank-line", "the line is empty; NDJSON has one resource per line"),
+                    )
                     continue
                 seen_content = True
                 try:
@@ -205,9 +211,15 @@ def _read_ndjson(path: Path, progress: Callable[[int], None]) -> Iterator[Record
                     progress(position - reported)
                     reported = position
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            yield Record(line + 1, offset, problem=Problem(
-                "truncated-file", f"the compressed file is damaged or cut short ({type(exc).__name__}); "
-                "records before this point were read"))
+            yield Record(
+                line + 1,
+                offset,
+                problem=Problem(
+                    "truncated-file",
+                    f"the compressed file is damaged or cut short ({type(exc).__name__}); "
+                    "records before this point were read",
+                ),
+            )
             seen_content = True
     if not seen_content and line == 0:
         yield Record(None, 0, problem=Problem("empty-file", "the file is empty"))
@@ -219,8 +231,11 @@ def _read_json(path: Path, progress: Callable[[int], None]) -> Iterator[Record]:
         with _open(path) as handle:
             data = handle.read()
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        yield Record(None, None, problem=Problem(
-            "truncated-file", f"the compressed file is damaged or cut short ({type(exc).__name__})"))
+        yield Record(
+            None,
+            None,
+            problem=Problem("truncated-file", f"the compressed file is damaged or cut short ({type(exc).__name__})"),
+        )
         return
     progress(path.stat().st_size)
     body = data.removeprefix(BOM)

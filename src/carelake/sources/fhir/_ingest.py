@@ -95,8 +95,11 @@ def ingest_fhir(
     progress = progress or NoProgress()
     files, skipped = discover(paths)
     the_lake = lake if isinstance(lake, Lake) else open_lake(lake)
-    parameters = {"paths": [str(p) for p in paths] if not isinstance(paths, str) else [paths],
-                  "engine": engine, "strict": strict}
+    parameters = {
+        "paths": [str(p) for p in paths] if not isinstance(paths, str) else [paths],
+        "engine": engine,
+        "strict": strict,
+    }
     total_bytes = sum(f.size for f in files)
     with the_lake.transaction(STAGE, parameters=parameters, wait_seconds=wait_seconds) as tx:
         writer = StagingWriter(tx.staging / "parsed")
@@ -119,8 +122,13 @@ def ingest_fhir(
             tx.define_view(resource_type, type_view_sql(resource_type), layer="bronze")
         seconds = round(time.perf_counter() - started, 3)
         summary.update(
-            run_id=tx.run_id, engine=engine, committed=True, files=len(files),
-            skipped_files=[{"path": p, "reason": r} for p, r in skipped], bytes=total_bytes, seconds=seconds,
+            run_id=tx.run_id,
+            engine=engine,
+            committed=True,
+            files=len(files),
+            skipped_files=[{"path": p, "reason": r} for p, r in skipped],
+            bytes=total_bytes,
+            seconds=seconds,
             mb_per_s=round(total_bytes / 1e6 / seconds, 2) if seconds else 0.0,
             resources_per_s=round(summary["read"] / seconds, 1) if seconds else 0.0,
         )
@@ -134,8 +142,9 @@ def ingest_fhir(
     return result
 
 
-def _parse_file(file_index: int, source: SourceFile, writer: StagingWriter, tx: Transaction, *,
-                keep_raw: bool, progress: Progress) -> None:
+def _parse_file(
+    file_index: int, source: SourceFile, writer: StagingWriter, tx: Transaction, *, keep_raw: bool, progress: Progress
+) -> None:
     sha = file_sha256(source.path)
     if keep_raw and sha is not None:
         tx.add_raw(source.path, sha)
@@ -158,12 +167,18 @@ def _parse_file(file_index: int, source: SourceFile, writer: StagingWriter, tx: 
                     text = orjson.dumps(resource) if resource is not None else None
                     writer.add_problem(base + ordinal, problem, entry_locator, _record_text(text))
                 else:
-                    writer.add_resource(base + ordinal, extract(resource, orjson.dumps(resource),  # type: ignore[arg-type]
-                                                                assigned_id=entry.assigned_id), entry_locator)
+                    writer.add_resource(
+                        base + ordinal,
+                        extract(
+                            resource,
+                            orjson.dumps(resource),  # type: ignore[arg-type]
+                            assigned_id=entry.assigned_id,
+                        ),
+                        entry_locator,
+                    )
                 ordinal += 1
             if "entry" not in value:
-                writer.add_problem(base + ordinal, Problem("empty-bundle", "the Bundle has no entries"),
-                                   locator, None)
+                writer.add_problem(base + ordinal, Problem("empty-bundle", "the Bundle has no entries"), locator, None)
                 ordinal += 1
             continue
         problem = check(value)
@@ -209,10 +224,11 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
             SELECT f.* FROM firsts f WHERE NOT EXISTS (
                 SELECT 1 FROM {RESOURCES_TABLE} b
                 WHERE b.resource_type = f.resource_type AND b.id = f.id AND b.content_hash = f.content_hash)),
-        prev AS (SELECT resource_type, id, max(version) AS max_version FROM {RESOURCES_TABLE} GROUP BY resource_type, id)
+        prev AS (SELECT resource_type, id, max(version) AS max_version
+                 FROM {RESOURCES_TABLE} GROUP BY resource_type, id)
         SELECT fresh.seq,
-               CAST(coalesce(prev.max_version, 0)
-                    + row_number() OVER (PARTITION BY fresh.resource_type, fresh.id ORDER BY fresh.seq) AS BIGINT) AS version
+               CAST(coalesce(prev.max_version, 0) + row_number() OVER (
+                    PARTITION BY fresh.resource_type, fresh.id ORDER BY fresh.seq) AS BIGINT) AS version
         FROM fresh LEFT JOIN prev ON prev.resource_type = fresh.resource_type AND prev.id = fresh.id
     """
     classified_files = eng.write_parquet(classified_sql, tx.staging / "classified")
@@ -220,12 +236,10 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
 
     run = f"'{tx.run_id}'"
     ingested_at = f"CAST('{tx.started.isoformat()}' AS TIMESTAMPTZ)"
-    resource_cols = ", ".join(
-        f"s.{c}" for c in _columns(RESOURCES_TABLE, exclude=("version", "run_id", "ingested_at"))
-    )
+    resource_cols = ", ".join(f"s.{c}" for c in _columns(RESOURCES_TABLE, exclude=("version", "run_id", "ingested_at")))
     outputs = {
         RESOURCES_TABLE: f"""
-            SELECT s.resource_type, s.id, c.version, {resource_cols.replace('s.resource_type, s.id, ', '')},
+            SELECT s.resource_type, s.id, c.version, {resource_cols.replace("s.resource_type, s.id, ", "")},
                    {run} AS run_id, {ingested_at} AS ingested_at
             FROM staged_resources s JOIN classified c ON s.seq = c.seq
             ORDER BY s.resource_type, s.id, c.version""",
@@ -271,8 +285,12 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
         FROM staged_resources s LEFT JOIN classified c ON s.seq = c.seq
         GROUP BY s.resource_type ORDER BY s.resource_type""").to_pylist()
     by_type = {
-        r["resource_type"]: {"read": r["read"], "stored": r["stored"], "new_versions": r["new_versions"],
-                             "duplicates": r["read"] - r["stored"] - r["new_versions"]}
+        r["resource_type"]: {
+            "read": r["read"],
+            "stored": r["stored"],
+            "new_versions": r["new_versions"],
+            "duplicates": r["read"] - r["stored"] - r["new_versions"],
+        }
         for r in by_type_rows
     }
     rules = eng.query("SELECT rule, count(*) AS n FROM staged_quarantine GROUP BY rule ORDER BY rule").to_pylist()
@@ -307,7 +325,9 @@ def _reference_counts(eng: Engine) -> dict[str, int]:
                        UNION SELECT s.resource_type, i.system, i.value
                              FROM staged_identifiers i JOIN staged_resources s ON i.seq = s.seq)
     """
-    row = eng.query(base + """
+    row = eng.query(
+        base
+        + """
         SELECT
           (SELECT count(*) FROM refs) AS total,
           (SELECT count(*) FROM refs WHERE kind = 'conditional') AS conditional,
@@ -318,5 +338,6 @@ def _reference_counts(eng: Engine) -> dict[str, int]:
               SELECT 1 FROM all_idents m WHERE m.resource_type = r.target_type AND m.value = r.identifier_value
                 AND (r.identifier_system IS NULL OR m.system = r.identifier_system)))
             AS unresolved_conditional
-    """).to_pylist()[0]
+    """
+    ).to_pylist()[0]
     return {k: int(v or 0) for k, v in row.items()}

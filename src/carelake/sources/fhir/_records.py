@@ -61,7 +61,9 @@ def check(obj: Any, *, assigned_id: str | None = None) -> Problem | None:
         return Problem("missing-resourceType", "the object has no resourceType, so it is not a FHIR resource")
     resource_type = obj["resourceType"]
     if not isinstance(resource_type, str):
-        return Problem("invalid-resourceType", f"resourceType must be a string, found a JSON {_json_type(resource_type)}")
+        return Problem(
+            "invalid-resourceType", f"resourceType must be a string, found a JSON {_json_type(resource_type)}"
+        )
     if resource_type not in r4_resource_types():
         hint = difflib.get_close_matches(resource_type, r4_resource_types(), n=1)
         named = f" {resource_type!r}" if re.fullmatch(r"[A-Za-z]{1,64}", resource_type) else ""
@@ -181,8 +183,11 @@ def unpack_bundle(bundle: dict[str, Any]) -> Iterator[BundleEntry]:
         if resource is None:
             method = (entry.get("request") or {}).get("method") if isinstance(entry.get("request"), dict) else None
             rule = "unsupported-delete" if method == "DELETE" else "entry-without-resource"
-            message = (f"entry {index} is a DELETE request; carelake keeps history and does not apply deletes"
-                       if method == "DELETE" else f"entry {index} has no resource")
+            message = (
+                f"entry {index} is a DELETE request; carelake keeps history and does not apply deletes"
+                if method == "DELETE"
+                else f"entry {index} has no resource"
+            )
             yield BundleEntry(index, None, None, Problem(rule, message))
             continue
         if mapping and isinstance(resource, dict):
@@ -195,7 +200,7 @@ def _assigned_id(resource: dict[str, Any], entry: dict[str, Any]) -> str | None:
         return None
     full_url = entry.get("fullUrl")
     if isinstance(full_url, str) and full_url.startswith("urn:uuid:"):
-        candidate = full_url[len("urn:uuid:"):]
+        candidate = full_url[len("urn:uuid:") :]
         if ID_PATTERN.fullmatch(candidate):
             return candidate
     request = entry.get("request")

@@ -63,9 +63,21 @@ class StagingWriter:
 
     def add_resource(self, seq: int, row: ResourceRow, locator: tuple[object, ...]) -> None:
         self.read += 1
-        self.resources.add((seq, row.resource_type, row.id, row.meta_version_id, row.patient_id,
-                            row.clinical_time_raw, row.clinical_time, row.last_updated, row.content_hash,
-                            row.resource, *locator))
+        self.resources.add(
+            (
+                seq,
+                row.resource_type,
+                row.id,
+                row.meta_version_id,
+                row.patient_id,
+                row.clinical_time_raw,
+                row.clinical_time,
+                row.last_updated,
+                row.content_hash,
+                row.resource,
+                *locator,
+            )
+        )
         for reference in row.references:
             self.references.add((seq, *reference))
         for system, value in row.identifiers:
