@@ -70,4 +70,6 @@ class QueryError(CarelakeError, ValueError):
 
 
 class StrictModeError(CarelakeError, RuntimeError):
-    """Strict mode refused to commit because records were quarantined."""
+    """Strict mode refused to commit because records were quarantined; ``summary`` says which."""
+
+    summary: dict[str, object] | None = None

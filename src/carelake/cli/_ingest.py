@@ -34,29 +34,34 @@ def ingest_fhir_command(
 
     Every record is stored, counted as a duplicate or new version, or quarantined with file, line and rule.
     """
+    from carelake.errors import StrictModeError
     from carelake.sources.fhir import ingest_fhir
 
-    summary = ingest_fhir(
-        paths,
-        lake=state.lake,
-        engine=engine.value,
-        strict=strict,
-        keep_raw=keep_raw,
-        wait_seconds=wait,
-        progress=RichProgress(),
-        spark_master=spark_master,
-        spark_remote=spark_remote,
-    )
+    try:
+        summary = ingest_fhir(
+            paths,
+            lake=state.lake,
+            engine=engine.value,
+            strict=strict,
+            keep_raw=keep_raw,
+            wait_seconds=wait,
+            progress=RichProgress(),
+            spark_master=spark_master,
+            spark_remote=spark_remote,
+        )
+    except StrictModeError as exc:
+        if exc.summary:
+            _print_summary(exc.summary)
+        raise
     if json:
         emit_json(summary.to_dict())
-    _print_summary(summary)
+    _print_summary(summary.to_dict())
 
 
-def _print_summary(summary: object) -> None:
+def _print_summary(s: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    s = summary.to_dict()  # type: ignore[attr-defined]
     table = Table(title=f"ingest {s['run_id']} ({s['engine']})", title_justify="left")
     for column in ("resource type", "read", "stored", "new versions", "duplicates"):
         table.add_column(column, justify="left" if column == "resource type" else "right")

@@ -134,10 +134,15 @@ def ingest_fhir(
         )
         result = IngestSummary(**summary)
         if strict and result.quarantined:
-            raise StrictModeError(
-                f"{result.quarantined} record(s) were quarantined, so nothing was committed (--strict)",
-                hint="fix the records listed above, or run without --strict to commit the good ones",
+            first = result.problems[0]
+            where = f"{first['source_file']}:{first['line']}" if first["line"] is not None else first["source_file"]
+            error = StrictModeError(
+                f"{result.quarantined} record(s) were quarantined (first: {where} {first['rule']}), "
+                "so nothing was committed (--strict)",
+                hint="fix the records listed, or run without --strict to commit the good ones",
             )
+            error.summary = result.to_dict()
+            raise error
         tx.summary = result.to_dict()
     return result
 

@@ -1,0 +1,5 @@
+"""``python -m carelake`` is the ``carelake`` command."""
+
+from carelake.cli import main
+
+main()

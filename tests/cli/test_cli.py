@@ -1,0 +1,113 @@
+"""The CLI as a user runs it: a real process, --help with an example everywhere, --json, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from carelake.cli._app import _register_commands, app
+
+
+def carelake(*args: str, lake: Path | None = None) -> subprocess.CompletedProcess[str]:
+    prefix = ["--lake", str(lake)] if lake else []
+    return subprocess.run(
+        [sys.executable, "-m", "carelake", *prefix, *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def _commands() -> list[list[str]]:
+    _register_commands()
+    root = typer.main.get_command(app)
+    found: list[list[str]] = []
+
+    def walk(group: object, path: list[str]) -> None:
+        for name, command in getattr(group, "commands", {}).items():
+            if getattr(command, "commands", None):
+                walk(command, [*path, name])
+            else:
+                found.append([*path, name])
+
+    walk(root, [])
+    return found
+
+
+def test_every_command_is_found() -> None:
+    assert {" ".join(c) for c in _commands()} >= {"ingest fhir", "status", "sql"}
+
+
+@pytest.mark.parametrize("command", _commands(), ids=" ".join)
+def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+    result = carelake(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Example:" in result.stdout and f"carelake {' '.join(command)}" in result.stdout
+
+
+def test_version() -> None:
+    result = carelake("--version")
+    assert result.returncode == 0 and result.stdout.startswith("carelake ")
+
+
+def test_ingest_json_status_and_sql(tmp_path: Path, testdata: Path) -> None:
+    lake = tmp_path / "lake"
+    result = carelake("ingest", "fhir", str(testdata / "synthea-fhir-r4/bulk-ndjson-10-patients"), "--json", lake=lake)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["stored"] == 6065 and summary["quarantined"] == 4
+    assert "records read" in result.stderr  # the human summary goes to stderr
+
+    status = json.loads(carelake("status", "--json", lake=lake).stdout)
+    assert {t["name"]: t["rows"] for t in status["tables"]}["fhir_resources"] == 6065
+
+    result = carelake(
+        "sql", "select resource_type, count(*) as n from resources group by 1 order by 1", "--format", "csv", lake=lake
+    )
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {r["resource_type"]: int(r["n"]) for r in rows}["Patient"] == 13
+
+    result = carelake("sql", "select id from Patient order by id limit 2", "--format", "json", lake=lake)
+    assert len(json.loads(result.stdout)) == 2
+    table = carelake("sql", "select count(*) as n from Encounter", lake=lake)
+    assert "1215" in table.stdout
+
+
+def test_handled_error_is_one_line_with_hint_and_exit_1(tmp_path: Path) -> None:
+    result = carelake("ingest", "fhir", str(tmp_path / "missing.ndjson"), lake=tmp_path / "lake")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: no such file or directory") and lines[1].startswith("hint:")
+    assert "Traceback" not in result.stderr
+
+
+def test_verbose_shows_the_traceback(tmp_path: Path) -> None:
+    result = carelake("--verbose", "status", lake=tmp_path / "none")
+    assert result.returncode == 1 and "Traceback" in result.stderr and "no lake at" in result.stderr
+
+
+def test_bad_sql_is_a_handled_error(tmp_path: Path, testdata: Path) -> None:
+    lake = tmp_path / "lake"
+    carelake("ingest", "fhir", str(testdata / "fhir-r4-examples/spec-examples/patient-example.json"), lake=lake)
+    result = carelake("sql", "select nope from resources", lake=lake)
+    assert result.returncode == 1 and result.stderr.startswith("error: query failed on duckdb")
+
+
+def test_usage_error_exits_2() -> None:
+    result = carelake("ingest", "fhir", "--engine", "oracle", "x")
+    assert result.returncode == 2
+
+
+def test_strict_exits_1_and_commits_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "in.ndjson"
+    source.write_text('{"resourceType": "Patient", "id": "a"}\nnot json\n')
+    result = carelake("ingest", "fhir", str(source), "--strict", lake=tmp_path / "lake")
+    assert result.returncode == 1 and "nothing was committed" in result.stderr
+    assert f"{source.resolve()}:2" in result.stderr  # the bad record is named by file and line
+    assert "invalid-json" in result.stderr
+    status = json.loads(carelake("status", "--json", lake=tmp_path / "lake").stdout)
+    assert [t["name"] for t in status["tables"]] == ["quarantine"]

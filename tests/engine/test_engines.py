@@ -1,0 +1,43 @@
+"""The engine layer: one SQL text, two engines, same answers; untranslatable SQL is a named error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import carelake as cl
+from carelake.engine import make_engine, to_dialect
+
+
+def test_translation_to_spark() -> None:
+    assert to_dialect("SELECT list_value(1, 2) AS xs", "spark") == "SELECT ARRAY(1, 2) AS xs"
+    assert to_dialect("SELECT 1", "duckdb") == "SELECT 1"
+
+
+def test_unparsable_sql_is_a_query_error() -> None:
+    with pytest.raises(cl.QueryError, match="cannot translate this SQL to spark"):
+        to_dialect("SELECT FROM WHERE (", "spark")
+
+
+def test_unknown_engine_is_a_config_error() -> None:
+    with pytest.raises(cl.ConfigError, match="choose one of: duckdb, spark"):
+        make_engine("oracle")
+
+
+def test_register_query_and_write(engine: str, tmp_path: Path) -> None:
+    source = tmp_path / "in.parquet"
+    ts = pa.array([0, 86_400_000_000], type=pa.timestamp("us", tz="UTC"))
+    pq.write_table(pa.table({"k": ["a", "b"], "v": [1, 2], "t": ts}), source)
+    eng = make_engine(engine)
+    eng.register_parquet("t_in", [source])
+    eng.create_view("doubled", "SELECT k, v * 2 AS v2, t FROM t_in")
+    result = eng.query("SELECT k, v2, t FROM doubled ORDER BY k")
+    assert result.column("v2").to_pylist() == [2, 4]
+    assert result.schema.field("t").type == pa.timestamp("us", tz="UTC")
+    files = eng.write_parquet("SELECT k, v2 FROM doubled WHERE v2 > 2", tmp_path / "out")
+    assert pa.concat_tables([pq.read_table(f) for f in files]).column("k").to_pylist() == ["b"]
+    with pytest.raises(cl.QueryError):
+        eng.query("SELECT missing_column FROM doubled")
