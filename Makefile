@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[spark,dev,bench]"
 	$(BIN)/python bench/ingest.py
 
 clean:

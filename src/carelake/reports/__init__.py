@@ -1,0 +1,6 @@
+"""HTML reports with plots, built from the same tables a job writes as data."""
+
+from carelake.reports._html import Report
+from carelake.reports._lake import lake_overview
+
+__all__ = ["Report", "lake_overview"]
