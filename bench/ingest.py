@@ -76,17 +76,25 @@ def main() -> None:
     )
     summary = json.loads(stdout)
     assert summary["stored"] == count and summary["reconciles"] if "reconciles" in summary else True
-    results["carelake"] = {"seconds": seconds, "mb_s": size / 1e6 / seconds, "resources_s": count / seconds,
-                           "peak_rss_mib": rss}
+    results["carelake"] = {
+        "seconds": seconds,
+        "mb_s": size / 1e6 / seconds,
+        "resources_s": count / seconds,
+        "peak_rss_mib": rss,
+    }
     shutil.rmtree(lake, ignore_errors=True)
 
     ref = args.out / "duckdb-reference.parquet"
     seconds, rss, _ = measure(
-        "import duckdb; duckdb.sql(\"COPY (SELECT * FROM read_ndjson_objects("
+        'import duckdb; duckdb.sql("COPY (SELECT * FROM read_ndjson_objects('
         f"'{source}')) TO '{ref}' (FORMAT parquet, COMPRESSION zstd)\")"
     )
-    results["duckdb_read_ndjson_objects"] = {"seconds": seconds, "mb_s": size / 1e6 / seconds,
-                                             "resources_s": count / seconds, "peak_rss_mib": rss}
+    results["duckdb_read_ndjson_objects"] = {
+        "seconds": seconds,
+        "mb_s": size / 1e6 / seconds,
+        "resources_s": count / seconds,
+        "peak_rss_mib": rss,
+    }
     ref.unlink(missing_ok=True)
 
     prefix = args.out / "fhiry" / "prefix.ndjson"
@@ -103,8 +111,13 @@ def main() -> None:
         seconds, rss, _ = measure(
             "import fhiry.parallel as fp; df = fp.ndjson(" + repr(str(prefix.parent)) + "); print(len(df))"
         )
-        results["fhiry"] = {"seconds": seconds, "mb_s": psize / 1e6 / seconds, "resources_s": n / seconds,
-                            "peak_rss_mib": rss, "input_mb": psize / 1e6}
+        results["fhiry"] = {
+            "seconds": seconds,
+            "mb_s": psize / 1e6 / seconds,
+            "resources_s": n / seconds,
+            "peak_rss_mib": rss,
+            "input_mb": psize / 1e6,
+        }
     except SystemExit as exc:
         print(f"fhiry could not run: {str(exc)[-300:]} (pip install 'carelake[bench]')")
 
@@ -116,8 +129,9 @@ def main() -> None:
     if "fhiry" in results:
         print(f"carelake / fhiry: {ours / results['fhiry']['mb_s']:.0f}x (target >= 100x)")
     print(f"carelake peak RSS: {results['carelake']['peak_rss_mib']:,.0f} MiB (target < 1536 MiB)")
-    (args.out / "ingest.json").write_text(json.dumps({"input_mb": size / 1e6, "resources": count,
-                                                      "results": results}, indent=1))
+    (args.out / "ingest.json").write_text(
+        json.dumps({"input_mb": size / 1e6, "resources": count, "results": results}, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,14 @@ class DemoSummary:
         return asdict(self)
 
 
-def run_demo(out: str | Path = "carelake-demo", *, patients: int = 2000, seed: int = 7,
-             progress: Progress | None = None, stage_progress: Progress | None = None) -> DemoSummary:
+def run_demo(
+    out: str | Path = "carelake-demo",
+    *,
+    patients: int = 2000,
+    seed: int = 7,
+    progress: Progress | None = None,
+    stage_progress: Progress | None = None,
+) -> DemoSummary:
     """Run every capability on a fresh synthetic population; a second run replaces the first."""
     from carelake.lake import open_lake
     from carelake.reports import Report, lake_overview
@@ -56,27 +62,47 @@ def run_demo(out: str | Path = "carelake-demo", *, patients: int = 2000, seed: i
 
     report = Report("carelake demo", subtitle=f"{patients:,} synthetic patients, seed {seed}, DuckDB")
     report.heading("Ingestion")
-    report.metrics({"records read": ingest.read, "stored": ingest.stored, "new versions": ingest.new_versions,
-                    "duplicates": ingest.duplicates, "quarantined": ingest.quarantined,
-                    "MB/s": ingest.mb_per_s})
-    report.text("Every record read is stored, counted as a duplicate or new version, or quarantined with a "
-                f"reason: {ingest.read:,} = {ingest.stored:,} + {ingest.new_versions:,} + {ingest.duplicates:,} "
-                f"+ {ingest.quarantined:,}.")
-    report.table(["resource type", "read", "stored", "new versions", "duplicates"],
-                 [[t, c["read"], c["stored"], c["new_versions"], c["duplicates"]] for t, c in ingest.by_type.items()])
+    report.metrics(
+        {
+            "records read": ingest.read,
+            "stored": ingest.stored,
+            "new versions": ingest.new_versions,
+            "duplicates": ingest.duplicates,
+            "quarantined": ingest.quarantined,
+            "MB/s": ingest.mb_per_s,
+        }
+    )
+    report.text(
+        "Every record read is stored, counted as a duplicate or new version, or quarantined with a "
+        f"reason: {ingest.read:,} = {ingest.stored:,} + {ingest.new_versions:,} + {ingest.duplicates:,} "
+        f"+ {ingest.quarantined:,}."
+    )
+    report.table(
+        ["resource type", "read", "stored", "new versions", "duplicates"],
+        [[t, c["read"], c["stored"], c["new_versions"], c["duplicates"]] for t, c in ingest.by_type.items()],
+    )
     lake_overview(lake, report)
     report_path = report.save(root / "report" / "index.html")
 
-    return DemoSummary(out=str(root), lake=str(lake.root), report=str(report_path), patients=patients, seed=seed,
-                       stages=stages, seconds=round(time.perf_counter() - started, 2))
+    return DemoSummary(
+        out=str(root),
+        lake=str(lake.root),
+        report=str(report_path),
+        patients=patients,
+        seed=seed,
+        stages=stages,
+        seconds=round(time.perf_counter() - started, 2),
+    )
 
 
 def _fresh_folder(root: Path) -> Path:
     """Empty the demo folder, refusing to touch a folder the demo did not create."""
     if root.exists() and any(root.iterdir()):
         if not (root / MARKER).exists():
-            raise ConfigError(f"{root} exists and was not created by `carelake demo`",
-                              hint="choose another folder with --out, or empty this one")
+            raise ConfigError(
+                f"{root} exists and was not created by `carelake demo`",
+                hint="choose another folder with --out, or empty this one",
+            )
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     (root / MARKER).write_text("created by carelake demo; the next demo run replaces this folder\n")

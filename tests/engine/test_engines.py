@@ -41,3 +41,36 @@ def test_register_query_and_write(engine: str, tmp_path: Path) -> None:
     assert pa.concat_tables([pq.read_table(f) for f in files]).column("k").to_pylist() == ["b"]
     with pytest.raises(cl.QueryError):
         eng.query("SELECT missing_column FROM doubled")
+
+
+JSON_SAMPLES = [
+    '{"resourceType": "Patient", "id": "a", "meta": {"versionId": "2"}, "identifier": [{"system": "s", "value": "v"}]}',
+    '{"id": 12, "meta": null, "identifier": {"system": "one", "value": "object"}}',
+    '{"id": null, "x": [1, 2], "b": true, "n": 1.5}',
+    "[1, 2]",
+    '"just a string"',
+    "{not json",
+]
+
+
+def test_carelake_json_functions_agree(engine: str, tmp_path: Path) -> None:
+    source = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"i": list(range(len(JSON_SAMPLES))), "t": JSON_SAMPLES}), source)
+    eng = make_engine(engine)
+    eng.register_parquet("docs", [source])
+    rows = eng.query("""
+        SELECT i, cl_json_valid(t) AS valid,
+               CASE WHEN cl_json_valid(t) THEN cl_json_kinds(t, ['$.id', '$.meta', '$.x', '$.b', '$.n', '$.nope']) END
+                 AS kinds,
+               CASE WHEN cl_json_valid(t) THEN cl_json_strings(t, ['$.resourceType', '$.id', '$.meta.versionId']) END
+                 AS strings,
+               CASE WHEN cl_json_valid(t) THEN cl_json_identifiers(t) END AS idents
+        FROM docs ORDER BY i""").to_pylist()
+    assert [r["valid"] for r in rows] == [True, True, True, True, True, False]
+    assert rows[0]["kinds"] == ["string", "object", None, None, None, None]
+    assert rows[1]["kinds"][:2] == ["number", "null"]
+    assert rows[2]["kinds"] == ["null", None, "array", "boolean", "number", None]
+    assert rows[0]["strings"] == ["Patient", "a", "2"]
+    assert rows[0]["idents"] == [{"system": "s", "value": "v"}]
+    assert rows[1]["idents"] == [{"system": "one", "value": "object"}]
+    assert rows[2]["idents"] is None

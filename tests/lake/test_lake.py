@@ -105,7 +105,7 @@ def test_sigkill_mid_ingest_keeps_last_committed_state(tmp_path: Path, testdata:
     code = f"import carelake as cl; cl.ingest_fhir([{str(big)!r}], lake={str(killed)!r})"
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.monotonic() + 120
-    while not list((killed / "_staging").rglob("resources-*.parquet")):
+    while not list((killed / "_staging").glob("*/keyed")):  # killed while the engine works
         assert proc.poll() is None, "the ingest finished before it could be killed; make the input bigger"
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -122,8 +122,9 @@ def test_sigkill_mid_ingest_keeps_last_committed_state(tmp_path: Path, testdata:
 def test_second_writer_fails_clearly_when_it_will_not_wait(lake_path: Path, testdata: Path) -> None:
     lake = cl.open_lake(lake_path)
     patient = testdata / "synthea-fhir-r4/bulk-ndjson-10-patients/Patient.000.ndjson"
-    with lake.transaction("holder", parameters={}) as tx, pytest.raises(
-        cl.LakeBusyError, match=rf"being written by another job \(run {tx.run_id}, pid {os.getpid()}\)"
+    with (
+        lake.transaction("holder", parameters={}) as tx,
+        pytest.raises(cl.LakeBusyError, match=rf"being written by another job \(run {tx.run_id}, pid {os.getpid()}\)"),
     ):
         cl.ingest_fhir([patient], lake=lake_path, wait_seconds=0)
     assert cl.ingest_fhir([patient], lake=lake_path, wait_seconds=0).stored == 13

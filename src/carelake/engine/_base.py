@@ -56,10 +56,15 @@ def to_dialect(sql: str, dialect: str) -> str:
     import sqlglot
     from sqlglot.errors import ErrorLevel, ParseError, UnsupportedError
 
+    from carelake.engine._functions import rewrite_for_spark
+
     if dialect == "duckdb":
         return sql
     try:
-        statements = sqlglot.transpile(sql, read="duckdb", write=dialect, unsupported_level=ErrorLevel.RAISE)
+        trees = sqlglot.parse(sql, read="duckdb")
+        if dialect == "spark":
+            trees = [rewrite_for_spark(tree) for tree in trees if tree is not None]
+        statements = [t.sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE) for t in trees if t is not None]
     except (ParseError, UnsupportedError) as exc:
         first = str(exc).splitlines()[0]
         raise QueryError(

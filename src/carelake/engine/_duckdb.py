@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from carelake.engine._base import first_line
+from carelake.engine._functions import duckdb_macros
 from carelake.errors import QueryError
 
 if TYPE_CHECKING:
@@ -37,6 +38,11 @@ class DuckDBEngine:
         self._duckdb = duckdb
         self.connection = duckdb.connect(":memory:", config=config)
         self.connection.execute("SET TimeZone = 'UTC'")  # after connect: ICU cannot load from the config
+        # Row order is only what ORDER BY says; not preserving it lets large writes stream in less memory.
+        self.connection.execute("SET preserve_insertion_order = false")
+        self.connection.execute("SET enable_progress_bar = false")  # carelake shows its own progress
+        for statement in duckdb_macros():
+            self.connection.execute(statement)
 
     def register_parquet(self, name: str, files: Sequence[Path]) -> None:
         listing = ", ".join(_literal(str(f)) for f in files)

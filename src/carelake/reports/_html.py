@@ -66,15 +66,20 @@ class Report:
 
     def figure(self, fig: Any) -> None:
         """Add a Plotly figure."""
-        html = fig.to_html(full_html=False, include_plotlyjs=not self._plotly_embedded,
-                           config={"displaylogo": False, "responsive": True})
+        html = fig.to_html(
+            full_html=False,
+            include_plotlyjs=not self._plotly_embedded,
+            config={"displaylogo": False, "responsive": True},
+        )
         self._plotly_embedded = True
         self.sections.append({"kind": "figure", "html": Markup(html)})
 
     def save(self, path: Path) -> Path:
         env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
         html = env.from_string(_TEMPLATE).render(
-            title=self.title, subtitle=self.subtitle, sections=self.sections,
+            title=self.title,
+            subtitle=self.subtitle,
+            sections=self.sections,
             generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         )
         path.parent.mkdir(parents=True, exist_ok=True)

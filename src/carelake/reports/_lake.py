@@ -20,18 +20,25 @@ def lake_overview(lake: Lake, report: Report) -> None:
     status = lake.status()
     tables = {t["name"]: t["rows"] for t in status["tables"]}
     report.heading("Lake")
-    report.metrics({
-        "FHIR resource versions": tables.get("fhir_resources", 0),
-        "references": tables.get("fhir_references", 0),
-        "quarantined records": status["quarantine"]["total"],
-        "committed runs": len([r for r in status["runs"] if r["job"] != "create-lake"]),
-    })
+    report.metrics(
+        {
+            "FHIR resource versions": tables.get("fhir_resources", 0),
+            "references": tables.get("fhir_references", 0),
+            "quarantined records": status["quarantine"]["total"],
+            "committed runs": len([r for r in status["runs"] if r["job"] != "create-lake"]),
+        }
+    )
     if "fhir_resources" not in tables:
         report.text("No FHIR data yet: run `carelake ingest fhir PATH`.")
         return
     by_type = lake.sql("SELECT resource_type, count(*) AS n FROM resources GROUP BY 1 ORDER BY n DESC").to_pylist()
-    fig = px.bar(by_type, x="resource_type", y="n", title="Current resources by type",
-                 labels={"resource_type": "resource type", "n": "resources"})
+    fig = px.bar(
+        by_type,
+        x="resource_type",
+        y="n",
+        title="Current resources by type",
+        labels={"resource_type": "resource type", "n": "resources"},
+    )
     report.figure(fig)
 
     report.heading("Quarantine")
@@ -52,8 +59,16 @@ def lake_overview(lake: Lake, report: Report) -> None:
     if shown:
         for r in shown:
             r["age band"] = f"{r['age_band']}–{r['age_band'] + 9}"
-        report.figure(px.bar(shown, x="age band", y="n", color="sex", barmode="group",
-                             title=f"Patients by age band and sex (cells < {SMALL_CELL} suppressed)"))
+        report.figure(
+            px.bar(
+                shown,
+                x="age band",
+                y="n",
+                color="sex",
+                barmode="group",
+                title=f"Patients by age band and sex (cells < {SMALL_CELL} suppressed)",
+            )
+        )
     else:
         report.text(f"Every age/sex cell is below {SMALL_CELL} patients, so none is shown.")
 
@@ -62,5 +77,12 @@ def lake_overview(lake: Lake, report: Report) -> None:
         WHERE clinical_time IS NOT NULL AND resource_type NOT IN ('Patient')
         GROUP BY 1, 2 HAVING count(*) >= 11 ORDER BY 1""").to_pylist()
     if timeline:
-        report.figure(px.line(timeline, x="year", y="n", color="resource_type",
-                              title="Clinical events per year (by main clinical time)"))
+        report.figure(
+            px.line(
+                timeline,
+                x="year",
+                y="n",
+                color="resource_type",
+                title="Clinical events per year (by main clinical time)",
+            )
+        )

@@ -20,8 +20,8 @@ from carelake.synth._terminology import (
     ALLERGY_CONFIRMED,
     ATTENDER,
     BLOOD_PRESSURE,
-    CAREPLAN_ASSESS,
     CARE_PLANS,
+    CAREPLAN_ASSESS,
     CLINICAL_ACTIVE,
     CLINICAL_NOTE,
     CLINICAL_RESOLVED,
@@ -78,6 +78,8 @@ _REFERENCE_RANGES = {
              "high": {"value": q.normal[1], "unit": q.unit, "system": UCUM, "code": q.unit}}]
     for q in QUANTITIES.values() if q.normal and q.normal[0] > 0
 }
+_QUANTITY_PARTS = {q.key: (OBS_CATEGORIES[q.category], _QUANTITY_CODES[q.key], q.unit, q.decimals,
+                           _REFERENCE_RANGES.get(q.key)) for q in QUANTITIES.values()}
 
 
 @dataclass(slots=True)
@@ -96,7 +98,7 @@ class Visit:
     clinician: Clinician
     site: Site
     reason: str = ""
-    vitals: dict[str, str] = field(default_factory=dict)
+    vitals: dict[str, Any] = field(default_factory=dict)
     labs: dict[str, str] = field(default_factory=dict)
     plan: list[str] = field(default_factory=list)
     diagnoses: list[dict[str, Any]] = field(default_factory=list)
@@ -105,13 +107,14 @@ class Visit:
 class Chart:
     """One patient's resources; ``items`` keeps (resource type, resource) pairs in creation order."""
 
-    __slots__ = ("cal", "ids", "items", "protected")
+    __slots__ = ("cal", "ids", "items", "protected", "referenced")
 
     def __init__(self, ids: IdSource, cal: Calendar) -> None:
         self.ids = ids
         self.cal = cal
         self.items: list[tuple[str, dict[str, Any]]] = []
         self.protected: set[int] = set()
+        self.referenced: set[str] = set()
 
     def _add(self, resource_type: str, resource: dict[str, Any], *, protected: bool = False) -> dict[str, Any]:
         self.items.append((resource_type, resource))
@@ -205,6 +208,7 @@ class Chart:
         visit.resource["hospitalization"] = stay
 
     def diagnose(self, visit: Visit, condition: dict[str, Any], use: str) -> None:
+        self.referenced.add(condition["id"])
         visit.diagnoses.append({"condition": {"reference": f"Condition/{condition['id']}"},
                                 "use": DIAGNOSIS_USE[use], "rank": len(visit.diagnoses) + 1})
         visit.resource["diagnosis"] = visit.diagnoses
@@ -212,18 +216,17 @@ class Chart:
     # ------------------------------------------------------------ observations
 
     def quantity(self, key: str, value: float, visit: Visit) -> dict[str, Any]:
-        spec = QUANTITIES[key]
-        shown: float = int(round(value)) if spec.decimals == 0 else round(value, spec.decimals)
+        category, code, unit, decimals, reference_range = _QUANTITY_PARTS[key]
         resource: dict[str, Any] = {
-            "resourceType": "Observation", "id": self.ids.new(), "status": "final",
-            "category": OBS_CATEGORIES[spec.category], "code": _QUANTITY_CODES[key], "subject": visit.subject,
-            "encounter": visit.ref, "effectiveDateTime": visit.when,
-            "valueQuantity": {"value": shown, "unit": spec.unit, "system": UCUM, "code": spec.unit},
+            "resourceType": "Observation", "id": self.ids.new(), "status": "final", "category": category,
+            "code": code, "subject": visit.subject, "encounter": visit.ref, "effectiveDateTime": visit.when,
+            "valueQuantity": {"value": round(value) if decimals == 0 else round(value, decimals), "unit": unit,
+                              "system": UCUM, "code": unit},
         }
-        reference_range = _REFERENCE_RANGES.get(key)
         if reference_range:
             resource["referenceRange"] = reference_range
-        return self._add("Observation", resource)
+        self.items.append(("Observation", resource))
+        return resource
 
     def blood_pressure(self, systolic: float, diastolic: float, visit: Visit) -> dict[str, Any]:
         return self._add("Observation", {
@@ -231,9 +234,9 @@ class Chart:
             "category": OBS_CATEGORIES["vital-signs"], "code": _BP_CODE, "subject": visit.subject,
             "encounter": visit.ref, "effectiveDateTime": visit.when,
             "component": [
-                {"code": _SBP_CODE, "valueQuantity": {"value": int(round(systolic)), "unit": "mm[Hg]",
+                {"code": _SBP_CODE, "valueQuantity": {"value": round(systolic), "unit": "mm[Hg]",
                                                       "system": UCUM, "code": "mm[Hg]"}},
-                {"code": _DBP_CODE, "valueQuantity": {"value": int(round(diastolic)), "unit": "mm[Hg]",
+                {"code": _DBP_CODE, "valueQuantity": {"value": round(diastolic), "unit": "mm[Hg]",
                                                       "system": UCUM, "code": "mm[Hg]"}},
             ],
         })
@@ -274,6 +277,7 @@ class Chart:
         }
         if reason is not None:
             resource["reasonReference"] = [{"reference": f"Condition/{reason['id']}"}]
+            self.referenced.add(reason["id"])
         resource["dosageInstruction"] = [{"text": med.sig, "timing": {"repeat": {
             "frequency": med.per_day, "period": 1, "periodUnit": "d"}}}]
         validity: dict[str, str] = {"start": self.cal.date(visit.start)}
@@ -291,6 +295,7 @@ class Chart:
         }
         if reason is not None:
             resource["reasonReference"] = [{"reference": f"Condition/{reason['id']}"}]
+            self.referenced.add(reason["id"])
         return self._add("Procedure", resource)
 
     def immunization(self, key: str, visit: Visit, lot: str) -> dict[str, Any]:
@@ -313,6 +318,7 @@ class Chart:
 
     def care_plan(self, key: str, visit: Visit, condition: dict[str, Any]) -> dict[str, Any]:
         code, display, activities = CARE_PLANS[key]
+        self.referenced.add(condition["id"])
         return self._add("CarePlan", {
             "resourceType": "CarePlan", "id": self.ids.new(), "status": "active", "intent": "plan",
             "category": [CAREPLAN_ASSESS, concept(SNOMED, code, display)], "title": display,
@@ -332,6 +338,7 @@ class Chart:
         }
         if reason is not None:
             resource["reasonReference"] = [{"reference": f"{reason['resourceType']}/{reason['id']}"}]
+            self.referenced.add(reason["id"])
         return self._add("ServiceRequest", resource)
 
     def document(self, kind: str, text: str, visit: Visit, end_minute: int) -> dict[str, Any]:

@@ -110,20 +110,20 @@ class Draws:
 class IdSource:
     """Random-looking, reproducible UUIDs (version-4 layout) from a seeded byte stream."""
 
-    __slots__ = ("_buf", "_pos", "_rng")
+    __slots__ = ("_hex", "_pos", "_rng")
 
     def __init__(self, rng: np.random.Generator) -> None:
         self._rng = rng
-        self._buf = b""
+        self._hex = ""
         self._pos = 0
 
     def new(self) -> str:
         pos = self._pos
-        if pos + 16 > len(self._buf):
-            self._buf = self._rng.bytes(_ID_BLOCK)
+        if pos == len(self._hex):
+            self._hex = self._rng.bytes(_ID_BLOCK).hex()
             pos = 0
-        self._pos = pos + 16
-        h = self._buf[pos:pos + 16].hex()
+        self._pos = pos + 32
+        h = self._hex[pos:pos + 32]
         return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 

@@ -13,7 +13,8 @@ from carelake.synth._calendar import Calendar
 from carelake.synth._chart import Visit
 from carelake.synth._people import Person
 
-_VITAL_ORDER = ("BP", "HR", "RR", "Temp", "SpO2", "Wt", "Ht", "BMI")
+_VITAL_FORMATS = (("BP", "{0[0]:.0f}/{0[1]:.0f}"), ("HR", "{0:.0f}"), ("RR", "{0:.0f}"), ("Temp", "{0:.1f} C"),
+                  ("SpO2", "{0:.0f}%"), ("Wt", "{0:.1f} kg"), ("Ht", "{0:.1f} cm"), ("BMI", "{0:.1f}"))
 
 
 def _date(cal: Calendar, day: int, style: int) -> str:
@@ -46,7 +47,7 @@ def _header(cal: Calendar, heading: str, visit: Visit, age: int, style: int) -> 
 
 
 def _vitals_line(visit: Visit) -> str:
-    parts = [f"{name} {visit.vitals[name]}" for name in _VITAL_ORDER if name in visit.vitals]
+    parts = [f"{name} {form.format(visit.vitals[name])}" for name, form in _VITAL_FORMATS if name in visit.vitals]
     return "VITALS: " + (" | ".join(parts) if parts else "not recorded")
 
 

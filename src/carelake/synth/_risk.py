@@ -15,10 +15,9 @@ _BAND_EDGES = (18.0, 45.0, 65.0, 75.0)
 
 
 def age_band(age: float) -> int:
-    for index, edge in enumerate(_BAND_EDGES):
-        if age < edge:
-            return index
-    return len(_BAND_EDGES)
+    if age < 45.0:
+        return 0 if age < 18.0 else 1
+    return 2 if age < 65.0 else 3 if age < 75.0 else 4
 
 
 def logistic(x: float) -> float:
@@ -128,7 +127,7 @@ def yearly_rate(key: str, age: float, factors: RiskFactors, table: dict[str, tup
 
 def mortality(age: float, burden: int) -> float:
     """Yearly probability of death: Gompertz fit to the US life table, raised by comorbidity."""
-    return min(exp(-9.8 + 0.085 * age) * exp(0.25 * burden), 0.6)
+    return min(exp(-9.9 + 0.085 * age) * exp(0.2 * burden), 0.6)
 
 
 # ---------------------------------------------------------------- type 2 diabetes
@@ -138,7 +137,7 @@ def mortality(age: float, burden: int) -> float:
 class DiabetesModel:
     """Yearly hazard of a type 2 diabetes diagnosis: ``h = logistic(z)`` with ``z`` the sum below."""
 
-    intercept: float = -4.9
+    intercept: float = -6.7
     age: float = 0.035              # per year of age above 50
     bmi: float = 0.09               # per kg/m2 above 27
     family_history: float = 0.65
@@ -174,18 +173,18 @@ def diabetes_group(race: str, ethnicity: str) -> str:
 class ReadmissionModel:
     """Probability of an unplanned readmission within 30 days of a discharge: ``p = logistic(z)``."""
 
-    intercept: float = -3.35
-    age: float = 0.12                    # per decade above 65
-    charlson: float = 0.22               # per point (capped at 10)
-    prior_admissions: float = 0.55       # per admission in the 12 months before this one (capped at 4)
-    ed_visits: float = 0.30              # per ED visit in the 6 months before admission (capped at 4)
-    length_of_stay: float = 0.35         # per unit of ln(days)
-    polypharmacy: float = 0.45           # five or more active medications at discharge
-    housing: float = 0.65
-    food: float = 0.40
-    transport: float = 0.50
+    intercept: float = -4.1
+    age: float = 0.22                    # per decade above 65
+    charlson: float = 0.30               # per point (capped at 10)
+    prior_admissions: float = 0.15       # per admission in the 12 months before this one (capped at 4)
+    ed_visits: float = 0.10              # per ED visit in the 6 months before admission (capped at 4)
+    length_of_stay: float = 0.50         # per unit of ln(days)
+    polypharmacy: float = 0.65           # five or more active medications at discharge
+    housing: float = 1.00
+    food: float = 0.65
+    transport: float = 0.75
     disposition: dict[str, float] = field(default_factory=lambda: {
-        "home": 0.0, "alt-home": 0.30, "snf": 0.55, "rehab": 0.35, "hosp": 0.0, "aadvice": 0.9, "exp": 0.0,
+        "home": 0.0, "alt-home": 0.35, "snf": 0.65, "rehab": 0.40, "hosp": 0.0, "aadvice": 1.0, "exp": 0.0,
     })
 
     def logit(self, *, age: float, charlson: int, prior_admissions: int, ed_visits: int, length_of_stay: int,

@@ -61,6 +61,11 @@ def concept(system: str, code: str, display: str) -> dict[str, Any]:
     return {"coding": [coding(system, code, display)], "text": display}
 
 
+def category(system: str, code: str, display: str) -> dict[str, Any]:
+    """A CodeableConcept with one coding and no text (categories and statuses: the coding says it all)."""
+    return {"coding": [coding(system, code, display)]}
+
+
 # ---------------------------------------------------------------- conditions
 
 
@@ -111,6 +116,12 @@ CONDITIONS: dict[str, ConditionCode] = {
                       "Major depressive disorder, single episode, unspecified"),
         ConditionCode("cancer", "363406005", "Malignant neoplasm of colon", "C18.9",
                       "Malignant neoplasm of colon, unspecified", "malignancy"),
+        ConditionCode("cancer_breast", "254837009", "Malignant neoplasm of breast", "C50.919",
+                      "Malignant neoplasm of unspecified site of unspecified female breast", "malignancy"),
+        ConditionCode("cancer_prostate", "399068003", "Malignant tumor of prostate", "C61",
+                      "Malignant neoplasm of prostate", "malignancy"),
+        ConditionCode("cancer_lung", "363358000", "Malignant tumor of lung", "C34.90",
+                      "Malignant neoplasm of unspecified part of unspecified bronchus or lung", "malignancy"),
         # acute, recorded as encounter diagnoses
         ConditionCode("uri", "54150009", "Upper respiratory infection", "J06.9",
                       "Acute upper respiratory infection, unspecified"),
@@ -161,11 +172,11 @@ _CONDITION_CONCEPTS: dict[str, dict[str, Any]] = {
 CHRONIC = ("htn", "t2d", "hld", "ckd3", "copd", "asthma", "hf", "cad", "mi", "afib", "stroke", "dementia",
            "depression", "cancer")
 
-CONDITION_CATEGORY_PROBLEM = [concept(CONDITION_CATEGORY, "problem-list-item", "Problem List Item")]
-CONDITION_CATEGORY_ENCOUNTER = [concept(CONDITION_CATEGORY, "encounter-diagnosis", "Encounter Diagnosis")]
-CLINICAL_ACTIVE = concept(CONDITION_CLINICAL, "active", "Active")
-CLINICAL_RESOLVED = concept(CONDITION_CLINICAL, "resolved", "Resolved")
-VERIFICATION_CONFIRMED = concept(CONDITION_VERIFICATION, "confirmed", "Confirmed")
+CONDITION_CATEGORY_PROBLEM = [category(CONDITION_CATEGORY, "problem-list-item", "Problem List Item")]
+CONDITION_CATEGORY_ENCOUNTER = [category(CONDITION_CATEGORY, "encounter-diagnosis", "Encounter Diagnosis")]
+CLINICAL_ACTIVE = category(CONDITION_CLINICAL, "active", "Active")
+CLINICAL_RESOLVED = category(CONDITION_CLINICAL, "resolved", "Resolved")
+VERIFICATION_CONFIRMED = category(CONDITION_VERIFICATION, "confirmed", "Confirmed")
 
 # ---------------------------------------------------------------- observations
 
@@ -228,10 +239,10 @@ BLOOD_PRESSURE = {
 }
 
 OBS_CATEGORIES: dict[str, list[dict[str, Any]]] = {
-    "vital-signs": [concept(OBS_CATEGORY, "vital-signs", "Vital Signs")],
-    "laboratory": [concept(OBS_CATEGORY, "laboratory", "Laboratory")],
-    "social-history": [concept(OBS_CATEGORY, "social-history", "Social History")],
-    "survey": [concept(OBS_CATEGORY, "survey", "Survey"), concept(US_CORE_CATEGORY, "sdoh", "SDOH")],
+    "vital-signs": [category(OBS_CATEGORY, "vital-signs", "Vital Signs")],
+    "laboratory": [category(OBS_CATEGORY, "laboratory", "Laboratory")],
+    "social-history": [category(OBS_CATEGORY, "social-history", "Social History")],
+    "survey": [category(OBS_CATEGORY, "survey", "Survey"), category(US_CORE_CATEGORY, "sdoh", "SDOH")],
 }
 
 SMOKING_STATUS = ("72166-2", "Tobacco smoking status")
@@ -315,9 +326,9 @@ MEDICATIONS: dict[str, Medication] = {
 _MED_CONCEPTS = {m.key: concept(RXNORM, m.rxnorm, m.display) for m in MEDICATIONS.values()}
 
 MED_CATEGORY = {
-    "outpatient": [concept(MED_REQUEST_CATEGORY, "outpatient", "Outpatient")],
-    "discharge": [concept(MED_REQUEST_CATEGORY, "discharge", "Discharge")],
-    "community": [concept(MED_REQUEST_CATEGORY, "community", "Community")],
+    "outpatient": [category(MED_REQUEST_CATEGORY, "outpatient", "Outpatient")],
+    "discharge": [category(MED_REQUEST_CATEGORY, "discharge", "Discharge")],
+    "community": [category(MED_REQUEST_CATEGORY, "community", "Community")],
 }
 
 # ---------------------------------------------------------------- procedures, vaccines, allergies, plans
@@ -371,8 +382,8 @@ ALLERGIES: tuple[tuple[str, str, str, str, str, str, str], ...] = (
     ("latex", "300916003", "Latex allergy", "environment", "low", "271807003", "Eruption of skin"),
     ("bee_venom", "424213003", "Allergy to bee venom", "environment", "high", "39579001", "Anaphylaxis"),
 )
-ALLERGY_CLINICAL_ACTIVE = concept(ALLERGY_CLINICAL, "active", "Active")
-ALLERGY_CONFIRMED = concept(ALLERGY_VERIFICATION, "confirmed", "Confirmed")
+ALLERGY_CLINICAL_ACTIVE = category(ALLERGY_CLINICAL, "active", "Active")
+ALLERGY_CONFIRMED = category(ALLERGY_VERIFICATION, "confirmed", "Confirmed")
 
 # condition key -> (plan SNOMED code, display, activity codes)
 CARE_PLANS: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {
@@ -386,7 +397,7 @@ CARE_PLANS: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {
            (("226234005", "Healthy diet"), ("229065009", "Exercise therapy"))),
     "asthma": ("699728000", "Asthma self management", (("710081004", "Smoking cessation therapy"),)),
 }
-CAREPLAN_ASSESS = concept(US_CORE_CAREPLAN, "assess-plan", "Assessment and Plan of Treatment")
+CAREPLAN_ASSESS = category(US_CORE_CAREPLAN, "assess-plan", "Assessment and Plan of Treatment")
 
 # Social-care referrals for positive AHC HRSN screens (Gravity Project / SDOH Clinical Care value sets).
 SOCIAL_REFERRALS: dict[str, tuple[str, str, str, str]] = {
@@ -395,16 +406,16 @@ SOCIAL_REFERRALS: dict[str, tuple[str, str, str, str]] = {
     "transport": ("410365006", "Transportation case management", "transportation-insecurity",
                   "Transportation Insecurity"),
 }
-SOCIAL_SERVICE_CATEGORY = concept(SNOMED, "410606002", "Social service procedure")
-SDOH_CATEGORY = concept(US_CORE_CATEGORY, "sdoh", "SDOH")
-LAB_CATEGORY = concept(SNOMED, "108252007", "Laboratory procedure")
+SOCIAL_SERVICE_CATEGORY = category(SNOMED, "410606002", "Social service procedure")
+SDOH_CATEGORY = category(US_CORE_CATEGORY, "sdoh", "SDOH")
+LAB_CATEGORY = category(SNOMED, "108252007", "Laboratory procedure")
 LAB_ORDERS: dict[str, tuple[str, str]] = {
     "lipid": ("57698-3", "Lipid panel with direct LDL - Serum or Plasma"),
     "hba1c": ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood"),
     "bmp": ("51990-0", "Basic metabolic panel - Blood"),
 }
 DIETITIAN_REFERRAL = concept(SNOMED, "103699006", "Patient referral to dietitian")
-COUNSELLING_CATEGORY = concept(SNOMED, "409063005", "Counseling")
+COUNSELLING_CATEGORY = category(SNOMED, "409063005", "Counseling")
 
 # ---------------------------------------------------------------- encounters
 
@@ -414,16 +425,16 @@ ENCOUNTER_CLASS = {
     "IMP": coding(ACT_CODE, "IMP", "inpatient encounter"),
 }
 ENCOUNTER_TYPES = {
-    "checkup": [concept(SNOMED, "185349003", "Encounter for check up")],
-    "symptom": [concept(SNOMED, "185345009", "Encounter for symptom")],
-    "followup": [concept(SNOMED, "390906007", "Follow-up encounter")],
-    "emergency": [concept(SNOMED, "50849002", "Emergency room admission")],
-    "admission": [concept(SNOMED, "32485007", "Hospital admission")],
+    "checkup": [category(SNOMED, "185349003", "Encounter for check up")],
+    "symptom": [category(SNOMED, "185345009", "Encounter for symptom")],
+    "followup": [category(SNOMED, "390906007", "Follow-up encounter")],
+    "emergency": [category(SNOMED, "50849002", "Emergency room admission")],
+    "admission": [category(SNOMED, "32485007", "Hospital admission")],
 }
 PRIORITY = {
-    "EM": concept(ACT_PRIORITY, "EM", "emergency"),
-    "EL": concept(ACT_PRIORITY, "EL", "elective"),
-    "R": concept(ACT_PRIORITY, "R", "routine"),
+    "EM": category(ACT_PRIORITY, "EM", "emergency"),
+    "EL": category(ACT_PRIORITY, "EL", "elective"),
+    "R": category(ACT_PRIORITY, "R", "routine"),
 }
 DISCHARGE_DISPOSITIONS = {
     "home": "Home",
@@ -434,20 +445,20 @@ DISCHARGE_DISPOSITIONS = {
     "aadvice": "Left against advice",
     "exp": "Expired",
 }
-DISPOSITION_CODES = {code: concept(DISCHARGE_DISPOSITION, code, display)
+DISPOSITION_CODES = {code: category(DISCHARGE_DISPOSITION, code, display)
                      for code, display in DISCHARGE_DISPOSITIONS.items()}
 ADMIT_SOURCES = {
-    "emd": concept(ADMIT_SOURCE, "emd", "From accident/emergency department"),
-    "gp": concept(ADMIT_SOURCE, "gp", "General Practitioner referral"),
-    "outp": concept(ADMIT_SOURCE, "outp", "From outpatient department"),
+    "emd": category(ADMIT_SOURCE, "emd", "From accident/emergency department"),
+    "gp": category(ADMIT_SOURCE, "gp", "General Practitioner referral"),
+    "outp": category(ADMIT_SOURCE, "outp", "From outpatient department"),
 }
-READMISSION_CODE = concept(V2_0092, "R", "Re-admission")
-PRIMARY_PERFORMER = [concept(PARTICIPATION, "PPRF", "primary performer")]
-ATTENDER = [concept(PARTICIPATION, "ATND", "attender")]
+READMISSION_CODE = category(V2_0092, "R", "Re-admission")
+PRIMARY_PERFORMER = [category(PARTICIPATION, "PPRF", "primary performer")]
+ATTENDER = [category(PARTICIPATION, "ATND", "attender")]
 DIAGNOSIS_USE = {
-    "AD": concept(DIAGNOSIS_ROLE, "AD", "Admission diagnosis"),
-    "DD": concept(DIAGNOSIS_ROLE, "DD", "Discharge diagnosis"),
-    "CC": concept(DIAGNOSIS_ROLE, "CC", "Chief complaint"),
+    "AD": category(DIAGNOSIS_ROLE, "AD", "Admission diagnosis"),
+    "DD": category(DIAGNOSIS_ROLE, "DD", "Discharge diagnosis"),
+    "CC": category(DIAGNOSIS_ROLE, "CC", "Chief complaint"),
 }
 
 NOTE_TYPES = {
@@ -455,7 +466,7 @@ NOTE_TYPES = {
     "discharge": concept(LOINC, "18842-5", "Discharge summary"),
     "emergency": concept(LOINC, "34111-5", "Emergency department note"),
 }
-CLINICAL_NOTE = [concept(US_CORE_DOCREF, "clinical-note", "Clinical Note")]
+CLINICAL_NOTE = [category(US_CORE_DOCREF, "clinical-note", "Clinical Note")]
 
 # ---------------------------------------------------------------- demographics
 
@@ -471,36 +482,36 @@ ETHNICITIES = {
     "not-hispanic": ("2186-5", "Not Hispanic or Latino"),
 }
 MARITAL_STATUS = {
-    "M": concept(MARITAL, "M", "Married"),
-    "S": concept(MARITAL, "S", "Never Married"),
-    "D": concept(MARITAL, "D", "Divorced"),
-    "W": concept(MARITAL, "W", "Widowed"),
+    "M": category(MARITAL, "M", "Married"),
+    "S": category(MARITAL, "S", "Never Married"),
+    "D": category(MARITAL, "D", "Divorced"),
+    "W": category(MARITAL, "W", "Widowed"),
 }
 LANGUAGES = {
     "en": concept(BCP47, "en-US", "English (United States)"),
     "es": concept(BCP47, "es", "Spanish"),
 }
 IDENTIFIER_TYPES = {
-    "MR": concept(V2_0203, "MR", "Medical record number"),
-    "SS": concept(V2_0203, "SS", "Social Security number"),
-    "MB": concept(V2_0203, "MB", "Member Number"),
+    "MR": category(V2_0203, "MR", "Medical record number"),
+    "SS": category(V2_0203, "SS", "Social Security number"),
+    "MB": category(V2_0203, "MB", "Member Number"),
 }
 FAMILY_RELATIONS = {
-    "MTH": concept(ROLE_CODE, "MTH", "mother"),
-    "FTH": concept(ROLE_CODE, "FTH", "father"),
-    "SIS": concept(ROLE_CODE, "SIS", "sister"),
-    "BRO": concept(ROLE_CODE, "BRO", "brother"),
+    "MTH": category(ROLE_CODE, "MTH", "mother"),
+    "FTH": category(ROLE_CODE, "FTH", "father"),
+    "SIS": category(ROLE_CODE, "SIS", "sister"),
+    "BRO": category(ROLE_CODE, "BRO", "brother"),
 }
-CONSENT_RESEARCH = concept(CONSENT_SCOPE, "research", "Research")
-CONSENT_CATEGORY = [concept(LOINC, "59284-0", "Patient Consent")]
-CONSENT_OPT_OUT = concept(ACT_CODE, "OPTOUT", "opt-out")
-ORG_PROVIDER = [concept(ORG_TYPE, "prov", "Healthcare Provider")]
-ORG_PAYER = [concept(ORG_TYPE, "pay", "Payer")]
+CONSENT_RESEARCH = category(CONSENT_SCOPE, "research", "Research")
+CONSENT_CATEGORY = [category(LOINC, "59284-0", "Patient Consent")]
+CONSENT_OPT_OUT = category(ACT_CODE, "OPTOUT", "opt-out")
+ORG_PROVIDER = [category(ORG_TYPE, "prov", "Healthcare Provider")]
+ORG_PAYER = [category(ORG_TYPE, "pay", "Payer")]
 LOCATION_TYPES = {
-    "HOSP": [concept(ROLE_CODE, "HOSP", "Hospital")],
-    "ER": [concept(ROLE_CODE, "ER", "Emergency room")],
-    "HU": [concept(ROLE_CODE, "HU", "Hospital unit")],
-    "PC": [concept(ROLE_CODE, "PC", "primary care clinic")],
+    "HOSP": [category(ROLE_CODE, "HOSP", "Hospital")],
+    "ER": [category(ROLE_CODE, "ER", "Emergency room")],
+    "HU": [category(ROLE_CODE, "HU", "Hospital unit")],
+    "PC": [category(ROLE_CODE, "PC", "primary care clinic")],
 }
 
 

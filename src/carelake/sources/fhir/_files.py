@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -11,15 +12,20 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import orjson
+import pyarrow as pa
 
 from carelake.errors import InputError
-from carelake.sources.fhir._records import Problem
+from carelake.sources.fhir._records import Problem, unpack_bundle
+from carelake.sources.fhir._staging import StagingWriter
 
 BOM = b"\xef\xbb\xbf"
 NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 JSON_SUFFIXES = (".json", ".json.gz")
-PROGRESS_EVERY = 2000
+CHUNK_BYTES = 32 << 20
+MAX_RECORD_BYTES = 1 << 20
+BUNDLE_PATTERN = re.compile(rb'"resourceType"\s*:\s*"Bundle"')
 
 Kind = Literal["ndjson", "json"]
 
@@ -37,17 +43,6 @@ class SourceFile:
             return self.path.stat().st_size
         except OSError:
             return 0
-
-
-@dataclass(frozen=True)
-class Record:
-    """One record read from a file: a parsed object, or a problem, with where it was found."""
-
-    line: int | None
-    byte_offset: int | None
-    value: Any = None
-    text: bytes | None = None
-    problem: Problem | None = None
 
 
 def _kind_of(path: Path) -> Kind | None:
@@ -159,97 +154,212 @@ def file_sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def read_records(source: SourceFile, progress: Callable[[int], None]) -> Iterator[Record]:
-    """Yield every record of a file; unreadable, empty, truncated and malformed input become problems."""
+def read_file(file_index: int, source: SourceFile, writer: StagingWriter, progress: Callable[[int], None]) -> None:
+    """Stage every record of a file as JSON text with its locator; unreadable, empty and damaged input
+    become problems. Checking the records is left to SQL."""
     reader = _read_ndjson if source.kind == "ndjson" else _read_json
     try:
-        yield from reader(source.path, progress)
+        reader(file_index, source.path, writer, progress)
     except OSError as exc:
-        if isinstance(exc, PermissionError | IsADirectoryError | FileNotFoundError):
-            yield Record(None, None, problem=Problem("unreadable-file", f"cannot read the file: {exc.strerror}"))
-        else:
+        if not isinstance(exc, PermissionError | IsADirectoryError | FileNotFoundError):
             raise
+        writer.add_problem(
+            file_index, None, None, None, Problem("unreadable-file", f"cannot read the file: {exc.strerror}"), None
+        )
 
 
 def _open(path: Path) -> Any:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
 
 
-def _read_ndjson(path: Path, progress: Callable[[int], None]) -> Iterator[Record]:
-    line = 0
+def _read_ndjson(file_index: int, path: Path, writer: StagingWriter, progress: Callable[[int], None]) -> None:
+    """Read NDJSON in large blocks; each block becomes one Arrow batch of lines without copying."""
+    next_line = 1
     offset = 0
-    reported = 0
-    seen_content = False
+    carry = b""
+    first = True
+    position = 0
+    compressed = path.name.lower().endswith(".gz")
     with _open(path) as handle:
         raw_handle = getattr(handle, "fileobj", None)
+        for block, error in _blocks(handle, piece=1 << 16 if compressed else CHUNK_BYTES):
+            if error is not None:
+                # The cut-short last line belongs to the damage: it is reported here, not parsed.
+                writer.add_problem(
+                    file_index,
+                    next_line,
+                    None,
+                    offset,
+                    Problem(
+                        "truncated-file",
+                        f"the compressed file is damaged or cut short ({type(error).__name__}); "
+                        "records before this point were read",
+                    ),
+                    None,
+                )
+                return
+            if first:
+                first = False
+                if not block.strip() and len(block) < CHUNK_BYTES:
+                    writer.add_problem(file_index, None, None, 0, Problem("empty-file", "the file is empty"), None)
+                    return
+                if block.startswith(BOM):
+                    block, offset = block[len(BOM) :], len(BOM)
+            data = carry + block if carry else block
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                carry = data
+                continue
+            body, carry = data[: cut + 1], data[cut + 1 :]
+            next_line += _stage_block(file_index, body, next_line, offset, writer)
+            offset += len(body)
+            now = raw_handle.tell() if raw_handle is not None else offset
+            progress(now - position)
+            position = now
+    if first:
+        writer.add_problem(file_index, None, None, 0, Problem("empty-file", "the file is empty"), None)
+    elif carry:
+        _stage_block(file_index, carry, next_line, offset, writer)
+    progress(max(path.stat().st_size - position, 0))
+
+
+def _blocks(handle: Any, *, piece: int) -> Iterator[tuple[bytes, BaseException | None]]:
+    """Blocks of about CHUNK_BYTES; a damaged compressed stream ends with what was decoded, then the error."""
+    pending: list[bytes] = []
+    size = 0
+    while True:
         try:
-            for raw in handle:
-                line += 1
-                start = offset
-                offset += len(raw)
-                body = raw[:-1] if raw.endswith(b"\n") else raw
-                if body.endswith(b"\r"):
-                    body = body[:-1]
-                if line == 1:
-                    body = body.removeprefix(BOM)
-                if not body.strip():
-                    yield Record(
-                        line,
-                        start,
-                        problem=Problem("blank-line", "the line is empty; NDJSON has one resource per line"),
-                    )
-                    continue
-                seen_content = True
-                try:
-                    value = orjson.loads(body)
-                except orjson.JSONDecodeError as exc:
-                    yield Record(line, start, text=body, problem=_json_problem(exc, single_line=True))
-                    continue
-                yield Record(line, start, value=value, text=body)
-                if line % PROGRESS_EVERY == 0:
-                    position = raw_handle.tell() if raw_handle is not None else offset
-                    progress(position - reported)
-                    reported = position
+            part = handle.read(piece)
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            yield Record(
-                line + 1,
-                offset,
-                problem=Problem(
-                    "truncated-file",
-                    f"the compressed file is damaged or cut short ({type(exc).__name__}); "
-                    "records before this point were read",
-                ),
+            if pending:
+                yield b"".join(pending), None
+            yield b"", exc
+            return
+        if not part:
+            break
+        pending.append(part)
+        size += len(part)
+        if size >= CHUNK_BYTES:
+            yield b"".join(pending), None
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending), None
+
+
+def _stage_block(file_index: int, body: bytes, first_line: int, base_offset: int, writer: StagingWriter) -> int:
+    """Stage the lines of a block (whole lines only); return how many lines it held."""
+    view = np.frombuffer(body, dtype=np.uint8)
+    ends = np.flatnonzero(view == 10) + 1
+    if not len(ends) or ends[-1] != len(body):
+        ends = np.append(ends, len(body))
+    count = len(ends)
+    if BUNDLE_PATTERN.search(body) or not _is_utf8(body):
+        _stage_lines_slowly(file_index, body, first_line, base_offset, writer)
+        return count
+    offsets = np.concatenate(([0], ends)).astype(np.int64)
+    texts = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(body)).cast(pa.string())
+    writer.add_lines(
+        file_index,
+        pa.array(np.arange(first_line, first_line + count, dtype=np.int64)),
+        pa.array(base_offset + offsets[:-1]),
+        texts,
+    )
+    return count
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _stage_lines_slowly(file_index: int, body: bytes, first_line: int, base_offset: int, writer: StagingWriter) -> None:
+    """Line by line, for blocks holding Bundles (unpacked here) or bytes that are not UTF-8."""
+    offset = base_offset
+    for number, raw in enumerate(body.split(b"\n"), start=first_line):
+        if number > first_line and not raw and offset >= base_offset + len(body):
+            break
+        start = offset
+        offset += len(raw) + 1
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            writer.add_problem(
+                file_index,
+                number,
+                None,
+                start,
+                Problem("invalid-json", f"the line is not valid UTF-8 (byte {exc.start + 1})"),
+                None,
             )
-            seen_content = True
-    if not seen_content and line == 0:
-        yield Record(None, 0, problem=Problem("empty-file", "the file is empty"))
-    progress(max(path.stat().st_size - reported, 0))
+            continue
+        if BUNDLE_PATTERN.search(raw):
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                value = None
+            if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+                stage_bundle(file_index, number, start, value, writer)
+                continue
+        writer.add_record(file_index, number, None, start, text)
 
 
-def _read_json(path: Path, progress: Callable[[int], None]) -> Iterator[Record]:
+def _read_json(file_index: int, path: Path, writer: StagingWriter, progress: Callable[[int], None]) -> None:
     try:
         with _open(path) as handle:
             data = handle.read()
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        yield Record(
+        writer.add_problem(
+            file_index,
             None,
             None,
-            problem=Problem("truncated-file", f"the compressed file is damaged or cut short ({type(exc).__name__})"),
+            None,
+            Problem("truncated-file", f"the compressed file is damaged or cut short ({type(exc).__name__})"),
+            None,
         )
         return
     progress(path.stat().st_size)
     body = data.removeprefix(BOM)
+    skipped = len(data) - len(body)
     if not body.strip():
-        yield Record(None, 0, problem=Problem("empty-file", "the file is empty"))
+        writer.add_problem(file_index, None, None, 0, Problem("empty-file", "the file is empty"), None)
         return
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        yield Record(exc.lineno, exc.pos + (len(data) - len(body)), problem=_json_problem(exc, single_line=False))
+        where = f"line {exc.lineno} column {exc.colno}"
+        writer.add_problem(
+            file_index,
+            exc.lineno,
+            None,
+            exc.pos + skipped,
+            Problem("invalid-json", f"invalid JSON at {where}: {exc.msg}"),
+            _clip(body),
+        )
         return
-    yield Record(1, 0, value=value, text=body)
+    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+        stage_bundle(file_index, 1, skipped, value, writer)
+        return
+    writer.add_record(file_index, 1, None, skipped, body.decode("utf-8"))
 
 
-def _json_problem(exc: orjson.JSONDecodeError, *, single_line: bool) -> Problem:
-    where = f"column {exc.colno}" if single_line else f"line {exc.lineno} column {exc.colno}"
-    return Problem("invalid-json", f"invalid JSON at {where}: {exc.msg}")
+def stage_bundle(file_index: int, line: int, offset: int, bundle: dict[str, Any], writer: StagingWriter) -> None:
+    """Stage each entry of a Bundle as its own record, bundle-local references rewritten."""
+    entries = list(unpack_bundle(bundle))
+    if not entries:
+        writer.add_problem(file_index, line, None, offset, Problem("empty-bundle", "the Bundle has no entries"), None)
+        return
+    for entry in entries:
+        if entry.problem is not None:
+            text = orjson.dumps(entry.resource).decode() if entry.resource is not None else None
+            writer.add_problem(file_index, line, entry.index, offset, entry.problem, text)
+        else:
+            writer.add_record(
+                file_index, line, entry.index, offset, orjson.dumps(entry.resource).decode(), entry.assigned_id
+            )
+
+
+def _clip(data: bytes) -> str | None:
+    return data.decode("utf-8", errors="replace") if len(data) <= MAX_RECORD_BYTES else None

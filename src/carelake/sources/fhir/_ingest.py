@@ -8,14 +8,14 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import pyarrow.parquet as pq
 
 from carelake.errors import StrictModeError
 from carelake.lake import QUARANTINE_TABLE, Lake, Transaction, open_lake
 from carelake.progress import NoProgress, Progress
-from carelake.sources.fhir._files import SourceFile, discover, file_sha256, read_records
-from carelake.sources.fhir._records import Problem, check, extract, unpack_bundle
+from carelake.sources.fhir._files import SourceFile, discover, file_sha256, read_file
+from carelake.sources.fhir._records import describe
+from carelake.sources.fhir._sql import identifiers_sql, keyed_sql, references_sql
 from carelake.sources.fhir._staging import StagingWriter
 from carelake.sources.fhir._tables import (
     BRONZE_SCHEMAS,
@@ -106,7 +106,7 @@ def ingest_fhir(
         progress.start(f"reading {len(files)} FHIR file(s)", total_bytes)
         try:
             for file_index, source in enumerate(files):
-                _parse_file(file_index, source, writer, tx, keep_raw=keep_raw, progress=progress)
+                _read_file(file_index, source, writer, tx, keep_raw=keep_raw, progress=progress)
         finally:
             progress.stop()
         writer.close()
@@ -147,57 +147,14 @@ def ingest_fhir(
     return result
 
 
-def _parse_file(
+def _read_file(
     file_index: int, source: SourceFile, writer: StagingWriter, tx: Transaction, *, keep_raw: bool, progress: Progress
 ) -> None:
     sha = file_sha256(source.path)
     if keep_raw and sha is not None:
         tx.add_raw(source.path, sha)
-    base = file_index << 32
-    ordinal = 0
-    path = str(source.path)
-    for record in read_records(source, progress.advance):
-        locator = (path, sha, record.line, None, record.byte_offset)
-        if record.problem is not None:
-            writer.add_problem(base + ordinal, record.problem, locator, _record_text(record.text))
-            ordinal += 1
-            continue
-        value = record.value
-        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
-            for entry in unpack_bundle(value):
-                entry_locator = (path, sha, record.line, entry.index, record.byte_offset)
-                resource = entry.resource
-                problem = entry.problem or check(resource, assigned_id=entry.assigned_id)
-                if problem is not None:
-                    text = orjson.dumps(resource) if resource is not None else None
-                    writer.add_problem(base + ordinal, problem, entry_locator, _record_text(text))
-                else:
-                    writer.add_resource(
-                        base + ordinal,
-                        extract(
-                            resource,
-                            orjson.dumps(resource),  # type: ignore[arg-type]
-                            assigned_id=entry.assigned_id,
-                        ),
-                        entry_locator,
-                    )
-                ordinal += 1
-            if "entry" not in value:
-                writer.add_problem(base + ordinal, Problem("empty-bundle", "the Bundle has no entries"), locator, None)
-                ordinal += 1
-            continue
-        problem = check(value)
-        if problem is not None:
-            writer.add_problem(base + ordinal, problem, locator, _record_text(record.text))
-        else:
-            writer.add_resource(base + ordinal, extract(value, record.text), locator)  # type: ignore[arg-type]
-        ordinal += 1
-
-
-def _record_text(text: bytes | None) -> str | None:
-    if text is None or len(text) > MAX_QUARANTINED_RECORD:
-        return None
-    return text.decode("utf-8", errors="replace")
+    writer.add_file(file_index, str(source.path), sha)
+    read_file(file_index, source, writer, progress.advance)
 
 
 def _columns(table: str, *, exclude: tuple[str, ...] = ()) -> list[str]:
@@ -205,25 +162,52 @@ def _columns(table: str, *, exclude: tuple[str, ...] = ()) -> list[str]:
 
 
 def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> dict[str, Any]:
-    """Classify staged records against the lake in SQL (new, new version, duplicate) and stage the outputs."""
-    for stem in ("resources", "references", "identifiers", "quarantine"):
-        eng.register_parquet(f"staged_{stem}", writer.files(stem))
-    for table, schema in BRONZE_SCHEMAS.items():
-        tx.ensure_table(table, layer="bronze", schema=schema)
+    """Check and key staged records in SQL, classify them against the lake, and stage the outputs."""
+    eng.register_parquet("staged_lines", [writer.lines_file])
+    eng.register_parquet("staged_files", [writer.folder / "files.parquet"])
     committed = tx.lake.catalog.tables
     for table, schema in BRONZE_SCHEMAS.items():
+        tx.ensure_table(table, layer="bronze", schema=schema)
         if table not in committed:  # first FHIR ingest into this lake: compare against nothing
             empty = tx.staging / f"empty-{table}.parquet"
             pq.write_table(schema.empty_table(), empty)
             eng.register_parquet(table, [empty])
 
-    # 1. Which staged records are new content, and which version number each gets.
+    # 1. Check every record and extract the keys of the valid ones (the heavy, parallel step).
+    eng.register_parquet("keyed", eng.write_parquet(keyed_sql(), tx.staging / "keyed"))
+
+    # 2. Records that break a rule get a precise message (a Python re-parse of the few bad ones).
+    bad = eng.query("""
+        SELECT k.seq, l.file_index, l.line, l.entry_index, l.byte_offset, k.rule, l.text, l.assigned_id
+        FROM keyed k JOIN staged_lines l ON k.seq = l.seq WHERE k.rule IS NOT NULL ORDER BY k.seq""")
+    rows = []
+    for r in bad.to_pylist():
+        text = r["text"].rstrip("\r\n")
+        problem = describe(r["rule"], text, assigned_id=r["assigned_id"])
+        record = text if len(text) <= MAX_QUARANTINED_RECORD else None
+        rows.append(
+            (
+                r["seq"],
+                r["file_index"],
+                r["line"],
+                r["entry_index"],
+                r["byte_offset"],
+                problem.rule,
+                problem.message,
+                record,
+            )
+        )
+    writer.write_problems(rows, "quarantine-checked")
+    eng.register_parquet("staged_quarantine", writer.quarantine_files())
+
+    # 3. Which valid records are new content, and which version number each gets.
     classified_sql = f"""
-        WITH firsts AS (
+        WITH valid AS (SELECT seq, resource_type, id, content_hash FROM keyed WHERE rule IS NULL),
+        firsts AS (
             SELECT seq, resource_type, id, content_hash FROM (
                 SELECT seq, resource_type, id, content_hash,
                        row_number() OVER (PARTITION BY resource_type, id, content_hash ORDER BY seq) AS dup_rank
-                FROM staged_resources) ranked
+                FROM valid) ranked
             WHERE dup_rank = 1),
         fresh AS (
             SELECT f.* FROM firsts f WHERE NOT EXISTS (
@@ -236,41 +220,40 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
                     PARTITION BY fresh.resource_type, fresh.id ORDER BY fresh.seq) AS BIGINT) AS version
         FROM fresh LEFT JOIN prev ON prev.resource_type = fresh.resource_type AND prev.id = fresh.id
     """
-    classified_files = eng.write_parquet(classified_sql, tx.staging / "classified")
-    eng.register_parquet("classified", classified_files)
+    eng.register_parquet("classified", eng.write_parquet(classified_sql, tx.staging / "classified"))
+    eng.create_view(
+        "fresh",
+        """
+        SELECT k.resource_type, k.id, c.version, k.refs, k.idents FROM classified c JOIN keyed k ON k.seq = c.seq""",
+    )
 
     run = f"'{tx.run_id}'"
     ingested_at = f"CAST('{tx.started.isoformat()}' AS TIMESTAMPTZ)"
-    resource_cols = ", ".join(f"s.{c}" for c in _columns(RESOURCES_TABLE, exclude=("version", "run_id", "ingested_at")))
     outputs = {
         RESOURCES_TABLE: f"""
-            SELECT s.resource_type, s.id, c.version, {resource_cols.replace("s.resource_type, s.id, ", "")},
+            SELECT k.resource_type, k.id, c.version, k.meta_version_id, k.patient_id, k.clinical_time_raw,
+                   k.clinical_time, k.last_updated, k.content_hash, rtrim(l.text, chr(13) || chr(10)) AS resource,
+                   f.source_file, f.source_sha256, l.line, l.entry_index, l.byte_offset,
                    {run} AS run_id, {ingested_at} AS ingested_at
-            FROM staged_resources s JOIN classified c ON s.seq = c.seq
-            ORDER BY s.resource_type, s.id, c.version""",
+            FROM classified c JOIN keyed k ON k.seq = c.seq JOIN staged_lines l ON l.seq = c.seq
+            JOIN staged_files f ON f.file_index = l.file_index""",
         SUPERSEDED_TABLE: f"""
-            SELECT s.resource_type, s.id, CAST(c.version - 1 AS BIGINT) AS version, {run} AS run_id
-            FROM staged_resources s JOIN classified c ON s.seq = c.seq
+            SELECT k.resource_type, k.id, CAST(c.version - 1 AS BIGINT) AS version, {run} AS run_id
+            FROM classified c JOIN keyed k ON k.seq = c.seq
             WHERE c.version > 1 ORDER BY 1, 2, 3""",
-        REFERENCES_TABLE: f"""
-            SELECT s.resource_type, s.id, c.version, r.reference, r.kind, r.target_type, r.target_id,
-                   r.identifier_system, r.identifier_value, {run} AS run_id
-            FROM staged_references r JOIN classified c ON r.seq = c.seq JOIN staged_resources s ON s.seq = r.seq
-            ORDER BY 1, 2, 3, 4""",
-        IDENTIFIERS_TABLE: f"""
-            SELECT s.resource_type, s.id, c.version, i.system, i.value, {run} AS run_id
-            FROM staged_identifiers i JOIN classified c ON i.seq = c.seq JOIN staged_resources s ON s.seq = i.seq
-            ORDER BY 1, 2, 3, 4, 5""",
+        REFERENCES_TABLE: f"SELECT *, {run} AS run_id FROM ({references_sql('fresh')}) r",
+        IDENTIFIERS_TABLE: f"SELECT *, {run} AS run_id FROM ({identifiers_sql('fresh')}) i",
         QUARANTINE_TABLE: f"""
-            SELECT {run} AS run_id, '{STAGE}' AS stage, q.source_file, q.source_sha256, q.line, q.entry_index,
+            SELECT {run} AS run_id, '{STAGE}' AS stage, f.source_file, f.source_sha256, q.line, q.entry_index,
                    q.byte_offset, q.rule, q.message, q.record
             FROM (SELECT *, row_number() OVER (
-                      PARTITION BY source_file, source_sha256, line, entry_index, rule ORDER BY seq) AS rn
+                      PARTITION BY file_index, line, entry_index, rule ORDER BY seq) AS rn
                   FROM staged_quarantine) q
+            JOIN staged_files f ON f.file_index = q.file_index
             WHERE q.rn = 1 AND NOT EXISTS (
                 SELECT 1 FROM {QUARANTINE_TABLE} e
-                WHERE e.source_file IS NOT DISTINCT FROM q.source_file
-                  AND e.source_sha256 IS NOT DISTINCT FROM q.source_sha256
+                WHERE e.source_file IS NOT DISTINCT FROM f.source_file
+                  AND e.source_sha256 IS NOT DISTINCT FROM f.source_sha256
                   AND e.line IS NOT DISTINCT FROM q.line
                   AND e.entry_index IS NOT DISTINCT FROM q.entry_index
                   AND e.rule = q.rule)
@@ -278,17 +261,21 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
     }
     for table, sql in outputs.items():
         files = eng.write_parquet(sql, tx.staging / "out" / table)
-        rows = sum(pq.read_metadata(f).num_rows for f in files)
-        tx.append(table, layer="quarantine" if table == QUARANTINE_TABLE else "bronze", files=files, rows=rows)
+        rows_written = sum(pq.read_metadata(f).num_rows for f in files)
+        layer = "quarantine" if table == QUARANTINE_TABLE else "bronze"
+        tx.append(table, layer=layer, files=files, rows=rows_written)
+        if table != QUARANTINE_TABLE:
+            eng.register_parquet(f"new_{table}", files)
 
-    # 2. Counts for the summary, all from the same staged data.
+    # 4. Counts for the summary, all from the same staged data.
     by_type_rows = eng.query("""
-        SELECT s.resource_type,
+        SELECT k.resource_type,
                count(*) AS read,
                CAST(sum(CASE WHEN c.version = 1 THEN 1 ELSE 0 END) AS BIGINT) AS stored,
                CAST(sum(CASE WHEN c.version > 1 THEN 1 ELSE 0 END) AS BIGINT) AS new_versions
-        FROM staged_resources s LEFT JOIN classified c ON s.seq = c.seq
-        GROUP BY s.resource_type ORDER BY s.resource_type""").to_pylist()
+        FROM keyed k LEFT JOIN classified c ON k.seq = c.seq
+        WHERE k.rule IS NULL
+        GROUP BY k.resource_type ORDER BY k.resource_type""").to_pylist()
     by_type = {
         r["resource_type"]: {
             "read": r["read"],
@@ -301,8 +288,9 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
     rules = eng.query("SELECT rule, count(*) AS n FROM staged_quarantine GROUP BY rule ORDER BY rule").to_pylist()
     quarantined_by_rule = {r["rule"]: r["n"] for r in rules}
     problems = eng.query("""
-        SELECT source_file, line, entry_index, byte_offset, rule, message FROM staged_quarantine
-        ORDER BY seq LIMIT 20""").to_pylist()
+        SELECT f.source_file, q.line, q.entry_index, q.byte_offset, q.rule, q.message
+        FROM staged_quarantine q JOIN staged_files f ON f.file_index = q.file_index
+        ORDER BY q.seq LIMIT 20""").to_pylist()
     stored = sum(t["stored"] for t in by_type.values())
     new_versions = sum(t["new_versions"] for t in by_type.values())
     duplicates = sum(t["duplicates"] for t in by_type.values())
@@ -323,12 +311,11 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
 def _reference_counts(eng: Engine) -> dict[str, int]:
     """How many of this run's new references resolve, counting targets already in the lake or in this run."""
     base = f"""
-        WITH refs AS (SELECT r.* FROM staged_references r JOIN classified c ON r.seq = c.seq),
+        WITH refs AS (SELECT * FROM new_{REFERENCES_TABLE}),
         all_keys AS (SELECT resource_type, id FROM {RESOURCES_TABLE}
-                     UNION SELECT resource_type, id FROM staged_resources),
+                     UNION SELECT resource_type, id FROM new_{RESOURCES_TABLE}),
         all_idents AS (SELECT resource_type, system, value FROM {IDENTIFIERS_TABLE}
-                       UNION SELECT s.resource_type, i.system, i.value
-                             FROM staged_identifiers i JOIN staged_resources s ON i.seq = s.seq)
+                       UNION SELECT resource_type, system, value FROM new_{IDENTIFIERS_TABLE})
     """
     row = eng.query(
         base

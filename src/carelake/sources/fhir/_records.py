@@ -7,25 +7,14 @@ decides to quarantine. Messages name what is wrong, never the record's content.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
 
-from carelake.sources.fhir._r4 import (
-    ID_PATTERN,
-    classify_reference,
-    clinical_time,
-    parse_fhir_time,
-    patient_id,
-    r4_resource_types,
-)
-
-REFERENCE_PATTERN = re.compile(rb'"reference"\s*:\s*"((?:[^"\\]|\\.)*)"')
+from carelake.sources.fhir._r4 import ID_PATTERN, r4_resource_types
 
 
 @dataclass(frozen=True)
@@ -34,23 +23,6 @@ class Problem:
 
     rule: str
     message: str
-
-
-@dataclass(frozen=True)
-class ResourceRow:
-    """The keys carelake extracts from one resource, beside the resource text itself."""
-
-    resource_type: str
-    id: str
-    meta_version_id: str | None
-    patient_id: str | None
-    clinical_time_raw: str | None
-    clinical_time: datetime | None
-    last_updated: datetime | None
-    content_hash: str
-    resource: str
-    references: list[tuple[str, str, str | None, str | None, str | None, str | None]]
-    identifiers: list[tuple[str | None, str]]
 
 
 def check(obj: Any, *, assigned_id: str | None = None) -> Problem | None:
@@ -84,51 +56,32 @@ def check(obj: Any, *, assigned_id: str | None = None) -> Problem | None:
     return None
 
 
-def extract(obj: dict[str, Any], text: bytes, *, assigned_id: str | None = None) -> ResourceRow:
-    """Key a checked resource; ``text`` is the resource JSON exactly as it will be stored."""
-    resource_type: str = obj["resourceType"]
-    rid: str = obj.get("id") or assigned_id  # type: ignore[assignment]
-    meta = obj.get("meta") or {}
-    version_id = meta.get("versionId")
-    time_raw = clinical_time(resource_type, obj)
-    last_updated = meta.get("lastUpdated")
-    return ResourceRow(
-        resource_type=resource_type,
-        id=rid,
-        meta_version_id=version_id if isinstance(version_id, str) else None,
-        patient_id=patient_id(resource_type, rid, obj),
-        clinical_time_raw=time_raw,
-        clinical_time=parse_fhir_time(time_raw),
-        last_updated=parse_fhir_time(last_updated) if isinstance(last_updated, str) else None,
-        content_hash=content_hash(obj),
-        resource=text.decode("utf-8"),
-        references=list(_references(text)),
-        identifiers=list(_identifiers(obj)),
-    )
+RULE_MESSAGES = {
+    "blank-line": "the line is empty; NDJSON has one resource per line",
+    "invalid-json": "invalid JSON",
+    "not-an-object": "expected a JSON object",
+    "missing-resourceType": "the object has no resourceType, so it is not a FHIR resource",
+    "invalid-resourceType": "resourceType must be a string",
+    "unknown-resourceType": "resourceType is not a FHIR R4 resource type",
+    "invalid-meta": "meta must be an object",
+    "missing-id": "the resource has no id; NDJSON and standalone resources need one",
+    "invalid-id": "the id must be a string matching [A-Za-z0-9-.]{1,64}",
+}
 
 
-def content_hash(obj: Any) -> str:
-    """Hash of the resource as an object (key order and whitespace do not matter)."""
-    return hashlib.blake2b(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
-
-
-def _references(text: bytes) -> Iterator[tuple[str, str, str | None, str | None, str | None, str | None]]:
-    for match in REFERENCE_PATTERN.finditer(text):
-        raw = match.group(1)
-        reference = orjson.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode("utf-8")
-        yield (reference, *classify_reference(reference))
-
-
-def _identifiers(obj: dict[str, Any]) -> Iterator[tuple[str | None, str]]:
-    identifiers = obj.get("identifier")
-    if isinstance(identifiers, dict):
-        identifiers = [identifiers]
-    if not isinstance(identifiers, list):
-        return
-    for ident in identifiers:
-        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
-            system = ident.get("system")
-            yield (system if isinstance(system, str) else None, ident["value"])
+def describe(rule: str, text: str, *, assigned_id: str | None = None) -> Problem:
+    """The message for a record SQL found breaking ``rule``: as precise as a re-parse can make it."""
+    if rule == "blank-line":
+        return Problem(rule, RULE_MESSAGES[rule])
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        where = f"column {exc.colno}" if exc.lineno == 1 else f"line {exc.lineno} column {exc.colno}"
+        return Problem(rule, f"invalid JSON at {where}: {exc.msg}")
+    problem = check(value, assigned_id=assigned_id)
+    if problem is not None and problem.rule == rule:
+        return problem
+    return Problem(rule, RULE_MESSAGES.get(rule, rule))
 
 
 def _json_type(value: Any) -> str:

@@ -1,4 +1,8 @@
-"""Bounded batches of parsed records, written to staging Parquet so memory stays flat."""
+"""Staging: records as JSON text with their locators, and problems found while reading, in bounded batches.
+
+Reading files is the only Python loop over input; checking and keying records is SQL
+(see ``_sql.py``), so staging holds text, not parsed objects.
+"""
 
 from __future__ import annotations
 
@@ -7,100 +11,112 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from carelake.sources.fhir._records import Problem, ResourceRow
-from carelake.sources.fhir._tables import (
-    STAGED_IDENTIFIERS,
-    STAGED_QUARANTINE,
-    STAGED_REFERENCES,
-    STAGED_RESOURCES,
-)
+from carelake.sources.fhir._records import Problem
+from carelake.sources.fhir._tables import STAGED_FILES, STAGED_LINES, STAGED_QUARANTINE
 
 BATCH_ROWS = 20_000
-BATCH_BYTES = 48 * 1024 * 1024
-
-
-class _Buffer:
-    def __init__(self, schema: pa.Schema, folder: Path, stem: str) -> None:
-        self.schema = schema
-        self.folder = folder
-        self.stem = stem
-        self.columns: list[list[object]] = [[] for _ in schema]
-        self.parts = 0
-        self.rows = 0
-
-    def add(self, values: tuple[object, ...]) -> None:
-        for column, value in zip(self.columns, values, strict=True):
-            column.append(value)
-
-    def __len__(self) -> int:
-        return len(self.columns[0])
-
-    def flush(self, *, force: bool = False) -> None:
-        if not len(self) and not (force and self.parts == 0):
-            return
-        table = pa.Table.from_arrays(
-            [pa.array(col, type=field.type) for col, field in zip(self.columns, self.schema, strict=True)],
-            schema=self.schema,
-        )
-        pq.write_table(table, self.folder / f"{self.stem}-{self.parts:05d}.parquet", compression="lz4")
-        self.parts += 1
-        self.rows += table.num_rows
-        self.columns = [[] for _ in self.schema]
+BATCH_BYTES = 32 * 1024 * 1024
 
 
 class StagingWriter:
-    """Collects resources, their references and identifiers, and quarantined records, in batches."""
+    """Streams record text and problems to staging Parquet; memory holds at most one batch."""
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
-        self.resources = _Buffer(STAGED_RESOURCES, folder, "resources")
-        self.references = _Buffer(STAGED_REFERENCES, folder, "references")
-        self.identifiers = _Buffer(STAGED_IDENTIFIERS, folder, "identifiers")
-        self.quarantine = _Buffer(STAGED_QUARANTINE, folder, "quarantine")
-        self._pending_bytes = 0
-        self.read = 0
+        self._lines = pq.ParquetWriter(folder / "lines.parquet", STAGED_LINES, compression="lz4")
+        self._rows: list[tuple[object, ...]] = []
+        self._row_bytes = 0
+        self._problems: list[tuple[object, ...]] = []
+        self._files: list[tuple[object, ...]] = []
+        self.records = 0
+        self.problems = 0
+        self.next_seq = 0  # read order across the whole run: files, then lines, then bundle entries
 
-    def add_resource(self, seq: int, row: ResourceRow, locator: tuple[object, ...]) -> None:
-        self.read += 1
-        self.resources.add(
-            (
+    def add_file(self, file_index: int, path: str, sha256: str | None) -> None:
+        self._files.append((file_index, path, sha256))
+
+    def add_lines(self, file_index: int, lines: pa.Array, byte_offsets: pa.Array, texts: pa.Array) -> None:
+        """A block of NDJSON lines as Arrow arrays (the fast path: no Python object per line)."""
+        self._flush_rows()
+        count = len(texts)
+        seq = pa.array(range(self.next_seq, self.next_seq + count), type=pa.int64())
+        self.next_seq += count
+        batch = pa.record_batch(
+            [
                 seq,
-                row.resource_type,
-                row.id,
-                row.meta_version_id,
-                row.patient_id,
-                row.clinical_time_raw,
-                row.clinical_time,
-                row.last_updated,
-                row.content_hash,
-                row.resource,
-                *locator,
-            )
+                pa.array([file_index] * count, type=pa.int64()),
+                lines,
+                pa.nulls(count, pa.int64()),
+                byte_offsets,
+                texts,
+                pa.nulls(count, pa.string()),
+            ],
+            schema=STAGED_LINES,
         )
-        for reference in row.references:
-            self.references.add((seq, *reference))
-        for system, value in row.identifiers:
-            self.identifiers.add((seq, system, value))
-        self._pending_bytes += len(row.resource)
-        if len(self.resources) >= BATCH_ROWS or self._pending_bytes >= BATCH_BYTES:
-            self.flush()
+        self._lines.write_batch(batch)
+        self.records += count
 
-    def add_problem(self, seq: int, problem: Problem, locator: tuple[object, ...], record: str | None) -> None:
-        self.read += 1
-        self.quarantine.add((seq, *locator, problem.rule, problem.message, record))
-        if len(self.quarantine) >= BATCH_ROWS:
-            self.quarantine.flush()
+    def add_record(
+        self,
+        file_index: int,
+        line: int | None,
+        entry_index: int | None,
+        byte_offset: int | None,
+        text: str,
+        assigned_id: str | None = None,
+    ) -> None:
+        seq = self.next_seq
+        self.next_seq += 1
+        self._rows.append((seq, file_index, line, entry_index, byte_offset, text, assigned_id))
+        self._row_bytes += len(text)
+        self.records += 1
+        if len(self._rows) >= BATCH_ROWS or self._row_bytes >= BATCH_BYTES:
+            self._flush_rows()
 
-    def flush(self) -> None:
-        for buffer in (self.resources, self.references, self.identifiers, self.quarantine):
-            buffer.flush()
-        self._pending_bytes = 0
+    def add_problem(
+        self,
+        file_index: int,
+        line: int | None,
+        entry_index: int | None,
+        byte_offset: int | None,
+        problem: Problem,
+        record: str | None,
+    ) -> None:
+        seq = self.next_seq
+        self.next_seq += 1
+        self._problems.append((seq, file_index, line, entry_index, byte_offset, problem.rule, problem.message, record))
+        self.problems += 1
+
+    def _flush_rows(self) -> None:
+        if self._rows:
+            columns = list(zip(*self._rows, strict=True))
+            self._lines.write_batch(
+                pa.record_batch(
+                    [pa.array(col, type=field.type) for col, field in zip(columns, STAGED_LINES, strict=True)],
+                    schema=STAGED_LINES,
+                )
+            )
+            self._rows, self._row_bytes = [], 0
 
     def close(self) -> None:
-        """Flush everything; every stem gets at least one (maybe empty) file so engines can scan it."""
-        for buffer in (self.resources, self.references, self.identifiers, self.quarantine):
-            buffer.flush(force=True)
+        self._flush_rows()
+        self._lines.close()
+        self.write_problems(self._problems, "quarantine-read")
+        _write(self.folder / "files.parquet", self._files, STAGED_FILES)
 
-    def files(self, stem: str) -> list[Path]:
-        return sorted(self.folder.glob(f"{stem}-*.parquet"))
+    def write_problems(self, rows: list[tuple[object, ...]], name: str) -> None:
+        _write(self.folder / f"{name}.parquet", rows, STAGED_QUARANTINE)
+
+    @property
+    def lines_file(self) -> Path:
+        return self.folder / "lines.parquet"
+
+    def quarantine_files(self) -> list[Path]:
+        return sorted(self.folder.glob("quarantine-*.parquet"))
+
+
+def _write(path: Path, rows: list[tuple[object, ...]], schema: pa.Schema) -> None:
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
+    table = pa.table([pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)], schema=schema)
+    pq.write_table(table, path, compression="lz4")

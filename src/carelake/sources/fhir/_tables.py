@@ -19,40 +19,28 @@ _LOCATOR = [
     pa.field("byte_offset", pa.int64()),
 ]
 
-# What the parser writes to staging, before the engine decides what is new.
-STAGED_RESOURCES = pa.schema(
+# What reading writes to staging: each record's JSON text and where it was found.
+STAGED_LINES = pa.schema(
     [
         pa.field("seq", pa.int64()),
-        pa.field("resource_type", pa.string()),
-        pa.field("id", pa.string()),
-        pa.field("meta_version_id", pa.string()),
-        pa.field("patient_id", pa.string()),
-        pa.field("clinical_time_raw", pa.string()),
-        pa.field("clinical_time", TS),
-        pa.field("last_updated", TS),
-        pa.field("content_hash", pa.string()),
-        pa.field("resource", pa.string()),
-        *_LOCATOR,
+        pa.field("file_index", pa.int64()),
+        pa.field("line", pa.int64()),
+        pa.field("entry_index", pa.int64()),
+        pa.field("byte_offset", pa.int64()),
+        pa.field("text", pa.string()),
+        pa.field("assigned_id", pa.string()),
     ]
 )
-STAGED_REFERENCES = pa.schema(
-    [
-        pa.field("seq", pa.int64()),
-        pa.field("reference", pa.string()),
-        pa.field("kind", pa.string()),
-        pa.field("target_type", pa.string()),
-        pa.field("target_id", pa.string()),
-        pa.field("identifier_system", pa.string()),
-        pa.field("identifier_value", pa.string()),
-    ]
-)
-STAGED_IDENTIFIERS = pa.schema(
-    [pa.field("seq", pa.int64()), pa.field("system", pa.string()), pa.field("value", pa.string())]
+STAGED_FILES = pa.schema(
+    [pa.field("file_index", pa.int64()), pa.field("source_file", pa.string()), pa.field("source_sha256", pa.string())]
 )
 STAGED_QUARANTINE = pa.schema(
     [
         pa.field("seq", pa.int64()),
-        *_LOCATOR,
+        pa.field("file_index", pa.int64()),
+        pa.field("line", pa.int64()),
+        pa.field("entry_index", pa.int64()),
+        pa.field("byte_offset", pa.int64()),
         pa.field("rule", pa.string()),
         pa.field("message", pa.string()),
         pa.field("record", pa.string()),
@@ -65,14 +53,30 @@ BRONZE_SCHEMAS: dict[str, pa.Schema] = {
     RESOURCES_TABLE: pa.schema(
         [
             *_KEY,
-            *[f for f in STAGED_RESOURCES if f.name not in ("seq", "resource_type", "id")],
+            pa.field("meta_version_id", pa.string()),
+            pa.field("patient_id", pa.string()),
+            pa.field("clinical_time_raw", pa.string()),
+            pa.field("clinical_time", TS),
+            pa.field("last_updated", TS),
+            pa.field("content_hash", pa.string()),
+            pa.field("resource", pa.string()),
+            *_LOCATOR,
             pa.field("run_id", pa.string()),
             pa.field("ingested_at", TS),
         ]
     ),
     SUPERSEDED_TABLE: pa.schema([*_KEY, pa.field("run_id", pa.string())]),
-    REFERENCES_TABLE: pa.schema([*_KEY, *list(STAGED_REFERENCES)[1:], pa.field("run_id", pa.string())]),
-    IDENTIFIERS_TABLE: pa.schema([*_KEY, *list(STAGED_IDENTIFIERS)[1:], pa.field("run_id", pa.string())]),
+    REFERENCES_TABLE: pa.schema(
+        [
+            *_KEY,
+            *[pa.field(n, pa.string()) for n in ("reference", "kind", "target_type", "target_id")],
+            *[pa.field(n, pa.string()) for n in ("identifier_system", "identifier_value")],
+            pa.field("run_id", pa.string()),
+        ]
+    ),
+    IDENTIFIERS_TABLE: pa.schema(
+        [*_KEY, pa.field("system", pa.string()), pa.field("value", pa.string()), pa.field("run_id", pa.string())]
+    ),
 }
 
 # Every version ever ingested is kept; ``resources`` shows the latest of each (type, id).

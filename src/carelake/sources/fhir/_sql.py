@@ -1,0 +1,147 @@
+"""The SQL that checks and keys staged FHIR records, written once for every engine.
+
+Input: ``staged_lines`` (one row per record: its JSON text and locator). Output of
+``keyed_sql``: one row per record with the rule it breaks (NULL when it is a valid
+resource) and, for valid ones, the extracted keys. carelake SQL is DuckDB SQL plus the
+``cl_json_*`` functions of ``carelake.engine``.
+"""
+
+from __future__ import annotations
+
+from carelake.sources.fhir._r4 import CLINICAL_TIME_PATHS, PATIENT_ELEMENTS, r4_resource_types
+
+ID_REGEX = r"^[A-Za-z0-9\-.]{1,64}$"
+TYPE_ID_TAIL = r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$"
+REFERENCE_REGEX = r'"reference"\s*:\s*"((?:[^"\\]|\\.)*)"'
+
+_KIND_PATHS = ["$.resourceType", "$.id", "$.meta"]
+_TIME_PATHS = sorted({p for paths in CLINICAL_TIME_PATHS.values() for p in paths})
+_STRING_PATHS = [
+    "$.resourceType",
+    "$.id",
+    "$.meta.versionId",
+    "$.meta.lastUpdated",
+    *[f"$.{e}.reference" for e in PATIENT_ELEMENTS],
+    *[f"$.{p}" for p in _TIME_PATHS],
+]
+
+
+def _v(path: str) -> str:
+    """The extracted string at a path (DuckDB lists are 1-based)."""
+    return f"vals[{_STRING_PATHS.index(path) + 1}]"
+
+
+def _fhir_time(expr: str) -> str:
+    """A FHIR date/dateTime/instant as UTC, at the start of a partial date's precision."""
+    return (
+        f"CASE length({expr}) WHEN 4 THEN TRY_CAST({expr} || '-01-01' AS TIMESTAMPTZ) "
+        f"WHEN 7 THEN TRY_CAST({expr} || '-01' AS TIMESTAMPTZ) ELSE TRY_CAST({expr} AS TIMESTAMPTZ) END"
+    )
+
+
+def _sql_list(values: list[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def keyed_sql() -> str:
+    """Check every staged record against ingestion's rules and extract keys from the valid ones."""
+    types = _sql_list(sorted(r4_resource_types()))
+    time_cases = " ".join(
+        f"WHEN '{rtype}' THEN coalesce({', '.join(_v('$.' + p) for p in paths)})"
+        if len(paths) > 1
+        else f"WHEN '{rtype}' THEN {_v('$.' + paths[0])}"
+        for rtype, paths in CLINICAL_TIME_PATHS.items()
+    )
+    patient_refs = ", ".join(
+        f"nullif(regexp_extract({_v(f'$.{e}.reference')}, '^(https?://\\S+/)?Patient/([A-Za-z0-9\\-.]{{1,64}})"
+        f"(/_history/[A-Za-z0-9\\-.]{{1,64}})?$', 2), '')"
+        for e in PATIENT_ELEMENTS
+    )
+    return f"""
+    WITH trimmed AS (
+        SELECT seq, assigned_id, rtrim(text, chr(13) || chr(10)) AS txt FROM staged_lines),
+    parsed AS (
+        SELECT seq, assigned_id, txt, cl_json_valid(txt) AS ok FROM trimmed),
+    extracted AS (
+        SELECT seq, assigned_id, txt, ok,
+               CASE WHEN ok THEN cl_json_kinds(txt, [{_sql_list(_KIND_PATHS)}]) END AS kinds,
+               CASE WHEN ok THEN cl_json_strings(txt, [{_sql_list(_STRING_PATHS)}]) END AS vals
+        FROM parsed),
+    checked AS (
+        SELECT seq, assigned_id, vals, txt, CASE
+            WHEN regexp_matches(txt, '^\\s*$') THEN 'blank-line'
+            WHEN NOT ok THEN 'invalid-json'
+            WHEN NOT regexp_matches(txt, '^\\s*[{{]') THEN 'not-an-object'
+            WHEN kinds[1] IS NULL THEN 'missing-resourceType'
+            WHEN kinds[1] <> 'string' THEN 'invalid-resourceType'
+            WHEN vals[1] NOT IN ({types}) THEN 'unknown-resourceType'
+            WHEN kinds[3] IS NOT NULL AND kinds[3] NOT IN ('object', 'null') THEN 'invalid-meta'
+            WHEN kinds[2] IS NULL AND assigned_id IS NULL THEN 'missing-id'
+            WHEN kinds[2] IS NOT NULL AND (kinds[2] <> 'string' OR NOT regexp_matches(vals[2], '{ID_REGEX}'))
+                THEN 'invalid-id'
+        END AS rule
+        FROM extracted),
+    keys AS (
+        SELECT seq, rule, txt,
+               CASE WHEN rule IS NULL THEN vals[1] END AS resource_type,
+               CASE WHEN rule IS NULL THEN coalesce(vals[2], assigned_id) END AS id,
+               CASE WHEN rule IS NULL THEN vals[3] END AS meta_version_id,
+               CASE WHEN rule IS NULL THEN vals[4] END AS last_updated_raw,
+               CASE WHEN rule IS NULL THEN
+                   CASE WHEN vals[1] = 'Patient' THEN coalesce(vals[2], assigned_id) ELSE coalesce({patient_refs}) END
+               END AS patient_id,
+               CASE WHEN rule IS NULL THEN CASE vals[1] {time_cases} END END AS clinical_time_raw
+        FROM checked)
+    SELECT seq, rule, resource_type, id, meta_version_id, patient_id, clinical_time_raw,
+           {_fhir_time("clinical_time_raw")} AS clinical_time,
+           {_fhir_time("last_updated_raw")} AS last_updated,
+           CASE WHEN rule IS NULL THEN md5(txt) END AS content_hash,
+           CASE WHEN rule IS NULL THEN regexp_extract_all(txt, '{REFERENCE_REGEX}', 1) END AS refs,
+           CASE WHEN rule IS NULL THEN cl_json_identifiers(txt) END AS idents
+    FROM keys
+    """
+
+
+def references_sql(fresh: str) -> str:
+    """Every reference in the records of ``fresh`` (resource_type, id, version, refs), classified."""
+    return f"""
+    WITH refs AS (
+        SELECT f.resource_type, f.id, f.version, u.reference
+        FROM {fresh} f, unnest(f.refs) AS u(reference)),
+    distinct_refs AS (SELECT DISTINCT reference FROM refs),
+    kinds AS (
+        SELECT reference, CASE
+            WHEN starts_with(reference, '#') THEN 'contained'
+            WHEN starts_with(reference, 'urn:uuid:') OR starts_with(reference, 'urn:oid:') THEN 'urn'
+            WHEN contains(reference, '?') THEN 'conditional'
+            WHEN regexp_matches(reference, '^{TYPE_ID_TAIL}') THEN 'literal'
+            WHEN regexp_matches(reference, '^https?://\\S+/{TYPE_ID_TAIL}') THEN 'absolute'
+            ELSE 'other' END AS kind,
+            nullif(regexp_extract(reference, '[?&]identifier=([^&]*)', 1), '') AS ident
+        FROM distinct_refs),
+    classified AS (
+        -- Classify each distinct reference once: exports repeat the same few references many times.
+        SELECT reference, kind,
+           CASE WHEN kind = 'conditional' THEN nullif(split_part(reference, '?', 1), '')
+                WHEN kind IN ('literal', 'absolute') THEN regexp_extract(reference, '{TYPE_ID_TAIL}', 1)
+           END AS target_type,
+           CASE WHEN kind IN ('literal', 'absolute') THEN regexp_extract(reference, '{TYPE_ID_TAIL}', 2)
+           END AS target_id,
+           CASE WHEN kind = 'conditional' AND contains(ident, '|') THEN nullif(split_part(ident, '|', 1), '')
+           END AS identifier_system,
+           CASE WHEN kind = 'conditional' AND contains(ident, '|') THEN split_part(ident, '|', 2)
+                WHEN kind = 'conditional' THEN ident END AS identifier_value
+        FROM kinds)
+    SELECT r.resource_type, r.id, r.version, r.reference, c.kind, c.target_type, c.target_id,
+           c.identifier_system, c.identifier_value
+    FROM refs r JOIN classified c ON c.reference = r.reference
+    """
+
+
+def identifiers_sql(fresh: str) -> str:
+    """The top-level identifiers (resource_type, id, version, idents) of the records of ``fresh``."""
+    return f"""
+    SELECT f.resource_type, f.id, f.version, u.ident.system AS system, u.ident.value AS value
+    FROM {fresh} f, unnest(f.idents) AS u(ident)
+    WHERE u.ident.value IS NOT NULL
+    """
