@@ -18,6 +18,9 @@ _DUCK_KIND = (
 )
 
 
+_IDENT = '{"system":"VARCHAR","value":"VARCHAR"}'
+
+
 def _spark_kind(doc: str, path: str) -> str:
     s = f"schema_of_variant(try_variant_get(try_parse_json({doc}), {path}))"
     return (
@@ -56,9 +59,8 @@ FUNCTIONS: dict[str, tuple[str, str, Callable[[list[Any]], str]]] = {
     "cl_json_identifiers": (
         "t",
         "CASE json_type(t, '$.identifier') "
-        'WHEN \'ARRAY\' THEN from_json(json_extract(t, \'$.identifier\'), \'[{"system":"VARCHAR","value":"VARCHAR"}]\') '
-        'WHEN \'OBJECT\' THEN [from_json(json_extract(t, \'$.identifier\'), \'{"system":"VARCHAR","value":"VARCHAR"}\')] '
-        "END",
+        f"WHEN 'ARRAY' THEN from_json(json_extract(t, '$.identifier'), '[{_IDENT}]') "
+        f"WHEN 'OBJECT' THEN [from_json(json_extract(t, '$.identifier'), '{_IDENT}')] END",
         lambda a: (
             f"from_json(get_json_object({a[0].sql('spark')}, '$.identifier'), "
             "'array<struct<system:string,value:string>>')"
