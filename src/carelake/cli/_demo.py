@@ -1,0 +1,53 @@
+"""``carelake demo``: the main job, end to end, on the embedded default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from carelake.cli._app import app
+from carelake.cli._console import RichProgress, emit_json, err
+from carelake.cli._options import JsonOption
+
+
+@app.command("demo", epilog="Example:  carelake demo --patients 2000 --seed 7 --out carelake-demo")
+def demo_command(
+    patients: Annotated[int, typer.Option("--patients", min=10, help="Size of the synthetic population.")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic population.")] = 7,
+    out: Annotated[Path, typer.Option("--out", help="Folder for data, lake and report (replaced on re-run).")] = Path(
+        "carelake-demo"
+    ),
+    json: JsonOption = False,
+) -> None:
+    """Generate a synthetic population, ingest it, run every capability and write an HTML report."""
+    from carelake.demo import run_demo
+
+    summary = run_demo(
+        out, patients=patients, seed=seed, progress=RichProgress(unit_bytes=False), stage_progress=RichProgress()
+    )
+    if json:
+        emit_json(summary.to_dict())
+    ingest = summary.stages["ingest"]
+    err.rule("carelake demo")
+    err.print(
+        f"generated  {patients:,} synthetic patients (seed {seed}) -> {summary.out}/synthetic-fhir",
+        highlight=False,
+        markup=False,
+    )
+    err.print(
+        f"ingested   {ingest['read']:,} records = {ingest['stored']:,} stored + {ingest['new_versions']:,} new "
+        f"versions + {ingest['duplicates']:,} duplicates + {ingest['quarantined']:,} quarantined "
+        f"({ingest['mb_per_s']} MB/s)",
+        highlight=False,
+        markup=False,
+    )
+    err.print(f"report     {summary.report}", highlight=False, markup=False)
+    err.print(f"done in {summary.seconds:.0f} s. Explore:", highlight=False, markup=False)
+    err.print(f"  carelake --lake {summary.lake} status", highlight=False, markup=False)
+    err.print(
+        f'  carelake --lake {summary.lake} sql "select resource_type, count(*) from resources group by 1"',
+        highlight=False,
+        markup=False,
+    )
