@@ -30,7 +30,7 @@ _TEMPLATE = """<!doctype html>
 {% for s in sections %}
  {% if s.kind == "heading" %}<h2 id="{{ s.anchor }}">{{ s.text }}</h2>
  {% elif s.kind == "text" %}<p class="note">{{ s.text }}</p>
- {% elif s.kind == "metrics" %}<div class="metrics">{% for k, v in s.items %}
+ {% elif s.kind == "metrics" %}<div class="metrics">{% for k, v in s.pairs %}
    <div class="metric"><b>{{ v }}</b><span>{{ k }}</span></div>{% endfor %}</div>
  {% elif s.kind == "table" %}<table><thead><tr>{% for c in s.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
    <tbody>{% for row in s.rows %}<tr>{% for v in row %}<td{% if v is number %} class="num"{% endif %}>{{
@@ -59,7 +59,7 @@ class Report:
 
     def metrics(self, items: dict[str, Any]) -> None:
         formatted = [(k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in items.items()]
-        self.sections.append({"kind": "metrics", "items": formatted})
+        self.sections.append({"kind": "metrics", "pairs": formatted})
 
     def table(self, columns: list[str], rows: list[list[Any]]) -> None:
         self.sections.append({"kind": "table", "columns": columns, "rows": rows})
