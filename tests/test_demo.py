@@ -1,0 +1,51 @@
+"""The main job end to end, small: generate, ingest, report; re-runnable; never touches a foreign folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import carelake as cl
+from carelake.demo import run_demo
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_reruns_cleanly(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    first = run_demo(out, patients=60, seed=3)
+    ingest = first.stages["ingest"]
+    assert ingest["read"] == ingest["stored"] + ingest["new_versions"] + ingest["duplicates"] + ingest["quarantined"]
+    assert ingest["stored"] > 1000
+    html = Path(first.report).read_text()
+    assert "Current resources by type" in html and "plotly" in html.lower()
+    lake = cl.open_lake(first.lake, create=False)
+    patients = lake.sql("SELECT count(*) FROM Patient").column(0)[0].as_py()
+    assert patients >= 60
+
+    second = run_demo(out, patients=60, seed=3)
+    assert second.stages["ingest"]["stored"] == ingest["stored"]  # replaced, not appended to
+    runs = [r for r in cl.open_lake(second.lake).status()["runs"] if r["job"] == "ingest-fhir"]
+    assert len(runs) == 1
+
+
+def test_demo_refuses_a_folder_it_did_not_create(tmp_path: Path) -> None:
+    (tmp_path / "thesis.tex").write_text("precious")
+    with pytest.raises(cl.ConfigError, match="was not created by `carelake demo`"):
+        run_demo(tmp_path, patients=10)
+    assert (tmp_path / "thesis.tex").exists()
+
+
+@pytest.mark.slow
+def test_demo_cli_prints_figures_and_next_steps(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "carelake", "demo", "--patients", "40", "--out", str(tmp_path / "d"), "--json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert Path(summary["report"]).is_file()
+    assert "carelake --lake" in result.stderr and "records" in result.stderr
