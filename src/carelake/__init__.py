@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from carelake.engine import DuckDBEngine, Engine, make_engine
     from carelake.lake import Lake, open_lake
     from carelake.sources.fhir import IngestSummary, ingest_fhir
+    from carelake.synth import SynthSummary, generate_fhir
 
 _LAZY = {
     "DuckDBEngine": "carelake.engine",
@@ -38,6 +39,8 @@ _LAZY = {
     "open_lake": "carelake.lake",
     "IngestSummary": "carelake.sources.fhir",
     "ingest_fhir": "carelake.sources.fhir",
+    "SynthSummary": "carelake.synth",
+    "generate_fhir": "carelake.synth",
 }
 
 __all__ = [
@@ -54,9 +57,11 @@ __all__ = [
     "MissingDependencyError",
     "QueryError",
     "StrictModeError",
+    "SynthSummary",
     "__version__",
     "ingest_fhir",
     "make_engine",
+    "generate_fhir",
     "open_lake",
 ]
 

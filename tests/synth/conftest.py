@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,16 @@ class Export:
     summary: SynthSummary
     resources: dict[str, list[dict[str, Any]]]
     truth: dict[str, list[dict[str, Any]]]
+    _indexes: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
 
     def by_id(self, resource_type: str) -> dict[str, list[dict[str, Any]]]:
-        index: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for resource in self.resources.get(resource_type, []):
-            index[resource["id"]].append(resource)
-        return index
+        """Resources of one type by id (a list: duplicate-id faults share ids)."""
+        if resource_type not in self._indexes:
+            index: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for resource in self.resources.get(resource_type, []):
+                index[resource["id"]].append(resource)
+            self._indexes[resource_type] = index
+        return self._indexes[resource_type]
 
 
 def read_export(path: Path, summary: SynthSummary) -> Export:
@@ -42,5 +46,5 @@ def read_export(path: Path, summary: SynthSummary) -> Export:
 @pytest.fixture(scope="session")
 def export(tmp_path_factory: pytest.TempPathFactory) -> Export:
     path = tmp_path_factory.mktemp("synth") / "export"
-    summary = generate_fhir(path, patients=160, seed=11, faults=0.05, duplicates=0.08)
+    summary = generate_fhir(path, patients=250, seed=11, faults=0.05, duplicates=0.08)
     return read_export(path, summary)

@@ -88,7 +88,7 @@ def test_progress_is_reported_per_patient(tmp_path: Path) -> None:
 def test_summary_to_dict_is_json(export) -> None:
     summary = export.summary
     data = json.loads(json.dumps(summary.to_dict()))
-    assert data["patients"] == 160
+    assert data["patients"] == 250
     assert data["resources"]["Patient"] == len(export.resources["Patient"])
     assert data["total_resources"] == sum(len(r) for r in export.resources.values())
     assert data["patients_per_s"] > 0

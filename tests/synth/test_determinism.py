@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -11,8 +14,11 @@ from carelake.synth import generate_fhir
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
@@ -51,3 +57,18 @@ def test_faults_and_duplicates_do_not_change_who_the_patients_are(tmp_path: Path
     dirty = tmp_path / "dirty" / "ground_truth" / "patients.parquet"
     columns = ["patient_id", "birth_date", "sex", "race", "conditions_at_end"]
     assert pq.read_table(clean, columns=columns).equals(pq.read_table(dirty, columns=columns))
+
+
+def test_python_hash_randomisation_does_not_change_the_bytes(tmp_path: Path) -> None:
+    script = (
+        "import sys; from carelake.synth import generate_fhir; generate_fhir(sys.argv[1], patients=40, seed=8, "
+        "faults=0.05, duplicates=0.1)"
+    )
+    for name, hash_seed in (("a", "1"), ("b", "2")):
+        subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / name)],
+            check=True,
+            timeout=120,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")

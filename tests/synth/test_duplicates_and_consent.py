@@ -13,8 +13,9 @@ def test_duplicate_pairs_are_two_patient_records_of_one_person(export) -> None:
     with_encounters = 0
     for pair in pairs:
         first, second = patients[pair["patient_id"]], patients[pair["duplicate_patient_id"]]
-        mrn = {p["id"]: next(i for i in p["identifier"] if i["type"]["coding"][0]["code"] == "MR")
-               for p in (first, second)}
+        mrn = {
+            p["id"]: next(i for i in p["identifier"] if i["type"]["coding"][0]["code"] == "MR") for p in (first, second)
+        }
         assert mrn[first["id"]]["system"] != mrn[second["id"]]["system"]
         assert first["gender"] == second["gender"]
         assert pair["changes"]
@@ -22,8 +23,11 @@ def test_duplicate_pairs_are_two_patient_records_of_one_person(export) -> None:
     assert with_encounters >= len(pairs) * 0.6
     expected = len(export.truth["patients"]) + len(pairs)
     assert len(patients) == expected
-    linked = {row["patient_id"]: row["duplicate_patient_id"] for row in export.truth["patients"]
-              if row["duplicate_patient_id"]}
+    linked = {
+        row["patient_id"]: row["duplicate_patient_id"]
+        for row in export.truth["patients"]
+        if row["duplicate_patient_id"]
+    }
     assert linked == {pair["patient_id"]: pair["duplicate_patient_id"] for pair in pairs}
 
 

@@ -27,6 +27,6 @@ def test_manifest_lists_every_ndjson_file_with_its_count(export) -> None:
 def test_manifest_records_how_it_was_made(export) -> None:
     manifest = orjson.loads((export.path / "manifest.json").read_bytes())
     made = manifest["extension"]["carelake-synth"]
-    assert made["seed"] == 11 and made["patients"] == 160
+    assert made["seed"] == 11 and made["patients"] == 250
     assert sorted(made["groundTruth"]) == sorted(f"ground_truth/{name}.parquet" for name in export.truth)
     assert set(export.truth) == {"patients", "readmissions", "diabetes", "duplicates", "faults"}

@@ -11,9 +11,24 @@ from fhir.resources.R4B import get_fhir_model_class
 from carelake.synth._faults import ICD10_FORMAT
 from carelake.synth._terminology import ICD10CM, LOINC, NPI, loinc_is_valid, luhn_check_digit
 
-TYPES = ("Patient", "Organization", "Practitioner", "Location", "Encounter", "Condition", "Observation",
-         "MedicationRequest", "Procedure", "Immunization", "AllergyIntolerance", "FamilyMemberHistory", "CarePlan",
-         "ServiceRequest", "DocumentReference", "Consent")
+TYPES = (
+    "Patient",
+    "Organization",
+    "Practitioner",
+    "Location",
+    "Encounter",
+    "Condition",
+    "Observation",
+    "MedicationRequest",
+    "Procedure",
+    "Immunization",
+    "AllergyIntolerance",
+    "FamilyMemberHistory",
+    "CarePlan",
+    "ServiceRequest",
+    "DocumentReference",
+    "Consent",
+)
 REFERENCE = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
 
 
@@ -60,8 +75,16 @@ def test_references_are_literal_and_resolve_unless_broken_on_purpose(export) -> 
 
 def test_clinical_resources_point_at_patients(export) -> None:
     patients = {p["id"] for p in export.resources["Patient"]}
-    for resource_type in ("Encounter", "Condition", "Observation", "MedicationRequest", "Procedure", "CarePlan",
-                          "ServiceRequest", "DocumentReference"):
+    for resource_type in (
+        "Encounter",
+        "Condition",
+        "Observation",
+        "MedicationRequest",
+        "Procedure",
+        "CarePlan",
+        "ServiceRequest",
+        "DocumentReference",
+    ):
         for resource in export.resources[resource_type]:
             assert resource["subject"]["reference"].removeprefix("Patient/") in patients
     for resource_type in ("Immunization", "AllergyIntolerance", "FamilyMemberHistory", "Consent"):
@@ -70,8 +93,9 @@ def test_clinical_resources_point_at_patients(export) -> None:
 
 
 def test_codes_are_well_formed_except_injected_faults(export) -> None:
-    invalid = {(row["resource_type"], row["resource_id"]) for row in export.truth["faults"]
-               if row["kind"] == "invalid-code"}
+    invalid = {
+        (row["resource_type"], row["resource_id"]) for row in export.truth["faults"] if row["kind"] == "invalid-code"
+    }
     for observation in export.resources["Observation"]:
         for coding in observation["code"]["coding"]:
             if coding["system"] == LOINC and ("Observation", observation["id"]) not in invalid:
@@ -98,8 +122,25 @@ def test_observations_use_loinc_and_ucum(export) -> None:
             assert quantity["system"] == "http://unitsofmeasure.org"
     assert {"vital-signs", "laboratory", "social-history", "survey"} <= categories
     codes = {o["code"]["coding"][0]["code"] for o in export.resources["Observation"]}
-    assert {"8867-4", "85354-9", "29463-7", "39156-5", "4548-4", "1558-6", "2093-3", "2085-9", "18262-6",
-            "2571-8", "2160-0", "62238-1", "72166-2", "71802-3", "88122-7", "88123-5", "93030-5"} <= codes
+    assert {
+        "8867-4",
+        "85354-9",
+        "29463-7",
+        "39156-5",
+        "4548-4",
+        "1558-6",
+        "2093-3",
+        "2085-9",
+        "18262-6",
+        "2571-8",
+        "2160-0",
+        "62238-1",
+        "72166-2",
+        "71802-3",
+        "88122-7",
+        "88123-5",
+        "93030-5",
+    } <= codes
 
 
 def test_inpatient_encounters_carry_discharge_disposition(export) -> None:
@@ -109,7 +150,8 @@ def test_inpatient_encounters_carry_discharge_disposition(export) -> None:
         if encounter["class"]["code"] == "IMP":
             stay = encounter["hospitalization"]
             assert stay["dischargeDisposition"]["coding"][0]["system"] == (
-                "http://terminology.hl7.org/CodeSystem/discharge-disposition")
+                "http://terminology.hl7.org/CodeSystem/discharge-disposition"
+            )
             assert stay["admitSource"]["coding"][0]["code"] in {"emd", "gp", "outp"}
 
 

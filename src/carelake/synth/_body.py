@@ -38,14 +38,14 @@ def ckd_epi_2021(creatinine: float, age: float, female: bool) -> float:
     """eGFR (mL/min/1.73 m2) from serum creatinine (mg/dL), the race-free CKD-EPI 2021 equation."""
     kappa, alpha = (0.7, -0.241) if female else (0.9, -0.302)
     ratio = creatinine / kappa
-    value = 142.0 * min(ratio, 1.0) ** alpha * max(ratio, 1.0) ** -1.200 * 0.9938 ** age
+    value = 142.0 * min(ratio, 1.0) ** alpha * max(ratio, 1.0) ** -1.200 * 0.9938**age
     return value * 1.012 if female else value
 
 
 def creatinine_for(egfr: float, age: float, female: bool) -> float:
     """The serum creatinine at which CKD-EPI 2021 gives ``egfr`` (the equation inverted piecewise)."""
     kappa, alpha = (0.7, -0.241) if female else (0.9, -0.302)
-    c = egfr / (142.0 * 0.9938 ** age * (1.012 if female else 1.0))
+    c = egfr / (142.0 * 0.9938**age * (1.012 if female else 1.0))
     ratio = c ** (1.0 / alpha) if c >= 1.0 else c ** (-1.0 / 1.200)
     return kappa * ratio
 
@@ -53,12 +53,31 @@ def creatinine_for(egfr: float, age: float, female: bool) -> float:
 class Body:
     """Latent traits fixed at entry; ``age`` arguments are in years."""
 
-    __slots__ = ("a1c_treated", "activity", "age_ref", "bmi_drift", "bmi_offset", "bmi_ref", "ckd3_level",
-                 "ckd4_level", "egfr_offset", "female", "fpg_ref", "fpg_slope", "hdl0", "height_adult",
-                 "height_ratio", "hr_offset", "sbp_offset", "tc0", "tg0")
+    __slots__ = (
+        "a1c_treated",
+        "activity",
+        "age_ref",
+        "bmi_drift",
+        "bmi_offset",
+        "bmi_ref",
+        "ckd3_level",
+        "ckd4_level",
+        "egfr_offset",
+        "female",
+        "fpg_ref",
+        "fpg_slope",
+        "hdl0",
+        "height_adult",
+        "height_ratio",
+        "hr_offset",
+        "sbp_offset",
+        "tc0",
+        "tg0",
+    )
 
-    def __init__(self, draws: Draws, *, sex: str, race: str, ethnicity: str, age_at_start: float,
-                 family_history: bool) -> None:
+    def __init__(
+        self, draws: Draws, *, sex: str, race: str, ethnicity: str, age_at_start: float, family_history: bool
+    ) -> None:
         self.female = sex == "female"
         mean, sd = _ADULT_HEIGHT[sex]
         shift = _HEIGHT_SHIFT.get("hispanic" if ethnicity == "hispanic" else race, 0.0)
@@ -76,13 +95,12 @@ class Body:
             self.bmi_ref = _CHILD_BMI[-1] + self.bmi_offset * 1.6
         self.bmi_drift = draws.normal(0.12, 0.10) if self.age_ref < 60 else draws.normal(-0.05, 0.08)
         bmi = self.bmi_ref
-        self.fpg_ref = min(max(90.0 + 0.25 * (bmi - 27.0) + 0.15 * (self.age_ref - 40.0) + draws.normal(0.0, 7.0),
-                               72.0), 124.0)
-        self.fpg_slope = min(max(0.25 + 0.12 * (bmi - 27.0) + 0.3 * family_history + draws.normal(0.0, 0.6),
-                                 -1.0), 4.0)
+        self.fpg_ref = min(
+            max(90.0 + 0.25 * (bmi - 27.0) + 0.15 * (self.age_ref - 40.0) + draws.normal(0.0, 7.0), 72.0), 124.0
+        )
+        self.fpg_slope = min(max(0.25 + 0.12 * (bmi - 27.0) + 0.3 * family_history + draws.normal(0.0, 0.6), -1.0), 4.0)
         inactive = 0.25 + 0.004 * (self.age_ref - 40.0) + 0.01 * (bmi - 27.0)
-        self.activity = draws.uniform(0.0, 20.0) if draws.chance(inactive) else min(draws.lognormal(150.0, 0.6),
-                                                                                   900.0)
+        self.activity = draws.uniform(0.0, 20.0) if draws.chance(inactive) else min(draws.lognormal(150.0, 0.6), 900.0)
         self.sbp_offset = draws.normal(0.0, 8.0)
         self.hr_offset = draws.normal(0.0, 6.0)
         self.tc0 = draws.normal(175.0, 30.0)
@@ -114,8 +132,9 @@ class Body:
 
     # ------------------------------------------------------------ measurements (noisy)
 
-    def glycaemia(self, draws: Draws, age: float, *, diabetic: bool, diagnosis: bool = False,
-                  insulin: bool = False) -> tuple[float, float]:
+    def glycaemia(
+        self, draws: Draws, age: float, *, diabetic: bool, diagnosis: bool = False, insulin: bool = False
+    ) -> tuple[float, float]:
         """(HbA1c %, fasting glucose mg/dL) as a lab would report them."""
         if diagnosis:
             a1c = 6.5 + draws.gamma2(0.35)
@@ -135,8 +154,9 @@ class Body:
         if statin:
             total *= 0.72
         hdl = max(self.hdl0 - 0.6 * (bmi - 27.0) + draws.normal(0.0, 4.0), 20.0)
-        triglycerides = min(self.tg0 * exp(0.03 * (bmi - 27.0)) * (1.3 if diabetic else 1.0)
-                            * exp(draws.normal(0.0, 0.2)), 1500.0)
+        triglycerides = min(
+            self.tg0 * exp(0.03 * (bmi - 27.0)) * (1.3 if diabetic else 1.0) * exp(draws.normal(0.0, 0.2)), 1500.0
+        )
         ldl = max(total - hdl - triglycerides / 5.0 + draws.normal(0.0, 6.0), 25.0)
         total = max(total, ldl + hdl + 5.0)
         return total, hdl, ldl, triglycerides

@@ -10,8 +10,20 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 _TIMES = tuple(f"T{h:02d}:{m:02d}:00Z" for h in range(24) for m in range(60))
 
 

@@ -17,6 +17,7 @@ from carelake.synth._terminology import (
     ALLERGIES,
     CARE_PLANS,
     CHRONIC,
+    CLINICAL_RESOLVED,
     CONDITIONS,
     COUNSELLING_CATEGORY,
     DIETITIAN_REFERRAL,
@@ -54,21 +55,41 @@ _TREATMENT: dict[str, tuple[tuple[str, str, float], ...]] = {
     "cad": (("aspirin", "aspirin", 0.8), ("statin", "atorvastatin", 0.8)),
     "mi": (("aspirin", "aspirin", 0.95), ("statin", "atorvastatin", 0.9), ("beta_blocker", "metoprolol", 0.8)),
     "hf": (("diuretic", "furosemide", 0.85), ("beta_blocker", "metoprolol", 0.7), ("acei", "lisinopril", 0.6)),
-    "afib": (("anticoagulant", "apixaban", 0.6), ("anticoagulant", "warfarin", 0.6),
-             ("beta_blocker", "metoprolol", 0.6)),
+    "afib": (
+        ("anticoagulant", "apixaban", 0.6),
+        ("anticoagulant", "warfarin", 0.6),
+        ("beta_blocker", "metoprolol", 0.6),
+    ),
     "copd": (("rescue_inhaler", "albuterol", 0.9), ("controller_inhaler", "fluticasone", 0.6)),
     "asthma": (("rescue_inhaler", "albuterol", 0.9), ("controller_inhaler", "fluticasone", 0.5)),
     "depression": (("ssri", "sertraline", 0.6),),
     "stroke": (("aspirin", "aspirin", 0.8), ("statin", "atorvastatin", 0.8)),
     "ckd3": (("acei", "lisinopril", 0.5),),
 }
-ACUTE_TREATMENT = {"sinusitis": ("amoxicillin", 10), "otitis": ("amoxicillin", 10), "uti": ("amoxicillin", 7),
-                    "bronchitis": ("acetaminophen", 7), "uri": ("acetaminophen", 5), "sprain": ("ibuprofen", 10),
-                    "backpain": ("ibuprofen", 14), "migraine": ("ibuprofen", 5), "pneumonia": ("amoxicillin", 7),
-                    "cellulitis": ("amoxicillin", 10)}
+ACUTE_TREATMENT = {
+    "sinusitis": ("amoxicillin", 10),
+    "otitis": ("amoxicillin", 10),
+    "uti": ("amoxicillin", 7),
+    "bronchitis": ("acetaminophen", 7),
+    "uri": ("acetaminophen", 5),
+    "sprain": ("ibuprofen", 10),
+    "backpain": ("ibuprofen", 14),
+    "migraine": ("ibuprofen", 5),
+    "pneumonia": ("amoxicillin", 7),
+    "cellulitis": ("amoxicillin", 10),
+}
 _CHILD_SICK = Weighted([("otitis", 5.0), ("uri", 8.0), ("gastroenteritis", 2.0), ("sprain", 1.0)])
-_ADULT_SICK = Weighted([("uri", 6.0), ("sinusitis", 4.0), ("bronchitis", 3.0), ("backpain", 5.0), ("sprain", 2.0),
-                        ("uti", 3.0), ("migraine", 2.0)])
+_ADULT_SICK = Weighted(
+    [
+        ("uri", 6.0),
+        ("sinusitis", 4.0),
+        ("bronchitis", 3.0),
+        ("backpain", 5.0),
+        ("sprain", 2.0),
+        ("uti", 3.0),
+        ("migraine", 2.0),
+    ]
+)
 
 
 class OutpatientCare(PatientState):
@@ -98,7 +119,7 @@ class OutpatientCare(PatientState):
         bmi_true = body.bmi(age)
         if age >= 3.0:
             if age >= 18.0:
-                systolic = (108.0 + 0.45 * (age - 20.0) + 0.5 * (bmi_true - 25.0) + body.sbp_offset + 7.0 * z())
+                systolic = 108.0 + 0.45 * (age - 20.0) + 0.5 * (bmi_true - 25.0) + body.sbp_offset + 7.0 * z()
                 if "htn" in conditions:
                     systolic += 14.0 - 6.0 * sum(1 for k in _ANTIHYPERTENSIVES if k in meds and self._active(k, day))
             else:
@@ -142,8 +163,13 @@ class OutpatientCare(PatientState):
 
     def _glycaemia(self, visit: Visit, day: int, *, diagnosis: bool = False) -> tuple[float, float]:
         chart = self.chart
-        a1c, glucose = self.body.glycaemia(self.d, self.age(day), diabetic="t2d" in self.conditions,
-                                           diagnosis=diagnosis, insulin=self._active("insulin", day))
+        a1c, glucose = self.body.glycaemia(
+            self.d,
+            self.age(day),
+            diabetic="t2d" in self.conditions,
+            diagnosis=diagnosis,
+            insulin=self._active("insulin", day),
+        )
         chart.service_request(concept(LOINC, *LAB_ORDERS["hba1c"]), [LAB_CATEGORY], visit, status="completed")
         chart.quantity("glucose", glucose, visit)
         observation = chart.quantity("hba1c", a1c, visit)
@@ -156,7 +182,8 @@ class OutpatientCare(PatientState):
     def _lipids(self, visit: Visit, day: int) -> float:
         chart = self.chart
         total, hdl, ldl, triglycerides = self.body.lipids(
-            self.d, self.age(day), statin=self._active("statin", day), diabetic="t2d" in self.conditions)
+            self.d, self.age(day), statin=self._active("statin", day), diabetic="t2d" in self.conditions
+        )
         if "hld" in self.conditions and not self._active("statin", day):
             total += 45.0
             ldl += 45.0
@@ -178,16 +205,33 @@ class OutpatientCare(PatientState):
 
     # ------------------------------------------------------------ visits
 
-    def _clinic_visit(self, day: int, type_key: str, subject: dict[str, str] | None = None,
-                      person: Person | None = None, protected: bool = False) -> Visit:
+    def _clinic_visit(
+        self,
+        day: int,
+        type_key: str,
+        subject: dict[str, str] | None = None,
+        person: Person | None = None,
+        protected: bool = False,
+    ) -> Visit:
         d = self.d
         if subject is None or person is None:
             subject, person = self._subject(day)
         start = 480 + 5 * d.between(0, 104)
-        return self.chart.encounter(klass="AMB", type_key=type_key, subject=subject, person=person, start=day,
-                                    start_minute=start, end=day, end_minute=start + 20 + 5 * d.between(0, 5),
-                                    clinician=self.gp if d.chance(0.8) else d.pick(self.clinic.clinicians),
-                                    site=self.clinic, location="main", priority="R", protected=protected)
+        return self.chart.encounter(
+            klass="AMB",
+            type_key=type_key,
+            subject=subject,
+            person=person,
+            start=day,
+            start_minute=start,
+            end=day,
+            end_minute=start + 20 + 5 * d.between(0, 5),
+            clinician=self.gp if d.chance(0.8) else d.pick(self.clinic.clinicians),
+            site=self.clinic,
+            location="main",
+            priority="R",
+            protected=protected,
+        )
 
     def _wellness(self, day: int, *, intake: bool) -> None:
         d, chart = self.d, self.chart
@@ -207,7 +251,7 @@ class OutpatientCare(PatientState):
                 chart.quantity("activity", minutes, visit)
             self._adult_screening(visit, day, age)
         self._vaccinate(visit, day, age, wellness=True)
-        if d.chance(0.5):
+        if d.chance(0.4):
             self._progress_note(visit, day)
         if age >= 18.0 and "t2d" not in self.conditions:
             self._diabetes_index(visit, day)
@@ -217,8 +261,12 @@ class OutpatientCare(PatientState):
         bmi = self.body.bmi(age)
         if (age >= 35 or bmi >= 25 or "t2d" in conditions or "prediabetes" in conditions) and d.chance(0.75):
             a1c, glucose = self._glycaemia(visit, day)
-            if ("t2d" not in conditions and "prediabetes" not in conditions and (a1c >= 5.7 or glucose >= 100)
-                    and d.chance(0.06)):
+            if (
+                "t2d" not in conditions
+                and "prediabetes" not in conditions
+                and (a1c >= 5.7 or glucose >= 100)
+                and d.chance(0.06)
+            ):
                 self._add_problem("prediabetes", visit, day)
                 visit.plan.append("Prediabetes: lifestyle counselling, recheck HbA1c in 12 months.")
         if (age >= 40 or "hld" in conditions or "t2d" in conditions or "cad" in conditions) and d.chance(0.55):
@@ -230,18 +278,27 @@ class OutpatientCare(PatientState):
         if bmi >= 30 and "obesity" not in conditions and d.chance(0.12):
             self._add_problem("obesity", visit, day)
             if d.chance(0.3):
-                chart.service_request(DIETITIAN_REFERRAL, [COUNSELLING_CATEGORY], visit, status="completed",
-                                      reason=self.problem_refs["obesity"])
+                chart.service_request(
+                    DIETITIAN_REFERRAL,
+                    [COUNSELLING_CATEGORY],
+                    visit,
+                    status="completed",
+                    reason=self.problem_refs["obesity"],
+                )
         year = self.cal.year(day)
         if d.chance(0.25 if year < 2018 else 0.65):
             self._social_screening(visit)
         if d.chance(0.4):
             chart.procedure("depression_screening", visit)
-        if 45 <= age <= 75 and day - self.last_screen.get("colonoscopy", -10**6) > 3650 and d.chance(0.07):
+        if 45 <= age <= 75 and day - self.last_screen.get("colonoscopy", -(10**6)) > 3650 and d.chance(0.07):
             self.last_screen["colonoscopy"] = day
             chart.procedure("colonoscopy", visit)
-        if self.female and 50 <= age <= 74 and day - self.last_screen.get("mammography", -10**6) > 700 and (
-                d.chance(0.5)):
+        if (
+            self.female
+            and 50 <= age <= 74
+            and day - self.last_screen.get("mammography", -(10**6)) > 700
+            and (d.chance(0.5))
+        ):
             self.last_screen["mammography"] = day
             chart.procedure("mammography", visit)
         if age >= 65 and d.chance(0.5):
@@ -251,24 +308,33 @@ class OutpatientCare(PatientState):
         d, chart = self.d, self.chart
         housing_answer = ("none" if d.chance(0.4) else "worried") if self.housing else "steady"
         housing = chart.coded(HRSN_HOUSING, HRSN_HOUSING_ANSWERS[housing_answer], LOINC, "survey", visit)
-        worry = (("often" if d.chance(0.4) else "sometimes") if self.food else "never")
-        ran_out = (("often" if d.chance(0.3) else "sometimes") if self.food else "never")
+        worry = ("often" if d.chance(0.4) else "sometimes") if self.food else "never"
+        ran_out = ("often" if d.chance(0.3) else "sometimes") if self.food else "never"
         food = chart.coded(HRSN_FOOD_WORRY, HRSN_FOOD_ANSWERS[worry], LOINC, "survey", visit)
         chart.coded(HRSN_FOOD_RAN_OUT, HRSN_FOOD_ANSWERS[ran_out], LOINC, "survey", visit)
-        transport = chart.coded(HRSN_TRANSPORT, HRSN_YES_NO["yes" if self.transport else "no"], LOINC, "survey",
-                                visit)
-        positives = [(need, obs) for need, flag, obs in (("housing", self.housing, housing),
-                                                          ("food", self.food, food),
-                                                          ("transport", self.transport, transport)) if flag]
+        transport = chart.coded(HRSN_TRANSPORT, HRSN_YES_NO["yes" if self.transport else "no"], LOINC, "survey", visit)
+        positives = [
+            (need, obs)
+            for need, flag, obs in (
+                ("housing", self.housing, housing),
+                ("food", self.food, food),
+                ("transport", self.transport, transport),
+            )
+            if flag
+        ]
         if not positives:
             return
         chart.procedure("sdoh_assessment", visit)
         for need, observation in positives:
             if d.chance(0.6):
                 code, display, domain, domain_display = SOCIAL_REFERRALS[need]
-                chart.service_request(concept(SNOMED, code, display),
-                                      [SOCIAL_SERVICE_CATEGORY, SDOH_CATEGORY, concept(SDOHCC, domain, domain_display)],
-                                      visit, status="completed" if d.chance(0.5) else "active", reason=observation)
+                chart.service_request(
+                    concept(SNOMED, code, display),
+                    [SOCIAL_SERVICE_CATEGORY, SDOH_CATEGORY, concept(SDOHCC, domain, domain_display)],
+                    visit,
+                    status="completed" if d.chance(0.5) else "active",
+                    reason=observation,
+                )
                 visit.plan.append(f"Positive social needs screen ({need}): {display.lower()}.")
 
     def _register_history(self, visit: Visit, day: int) -> None:
@@ -290,14 +356,23 @@ class OutpatientCare(PatientState):
             chart.consent(visit, self.clinic.ref)
             self.consent = True
 
-    def _add_problem(self, key: str, visit: Visit, day: int, *, protected: bool = False,
-                     category: str = "outpatient") -> dict[str, Any]:
+    def _add_problem(
+        self, key: str, visit: Visit, day: int, *, protected: bool = False, category: str = "outpatient"
+    ) -> dict[str, Any]:
         condition = self.chart.condition(self._coded(key), visit, onset=day, problem=True, protected=protected)
         self.conditions[key] = day
         self.problem_refs[key] = condition
         self.pending.discard(key)
         self._treat(key, visit, day, condition, category=category)
         return condition
+
+    def _resolve_problem(self, key: str, day: int) -> None:
+        """A problem superseded by a new diagnosis (prediabetes by diabetes, CKD stage 3 by stage 4)."""
+        self.conditions.pop(key, None)
+        condition = self.problem_refs.pop(key, None)
+        if condition is not None:
+            condition["clinicalStatus"] = CLINICAL_RESOLVED
+            condition["abatementDateTime"] = self.cal.date(day)
 
     def _treat(self, key: str, visit: Visit, day: int, condition: dict[str, Any], *, category: str) -> None:
         d = self.d
@@ -339,7 +414,7 @@ class OutpatientCare(PatientState):
             condition = chart.condition(reason, visit, onset=day, problem=False, resolved=day + d.between(5, 21))
             self._acute_medication(reason, visit, condition)
         self._vaccinate(visit, day, age, wellness=False)
-        if d.chance(0.25):
+        if d.chance(0.2):
             self._progress_note(visit, day)
 
     def _start(self, klass: str, med: str, visit: Visit, day: int, reason: dict[str, Any] | None) -> None:
@@ -360,7 +435,7 @@ class OutpatientCare(PatientState):
         visit = self._clinic_visit(day, "followup")
         visit.reason = CONDITIONS[self._coded(key)].snomed_display
         if key == "ckd4":
-            self.conditions.pop("ckd3", None)
+            self._resolve_problem("ckd3", day)
         self.conditions[key] = day
         self._vitals(visit, day, full=key in ("copd", "hf", "asthma"))
         condition = self._add_problem(key, visit, day)
@@ -384,6 +459,7 @@ class OutpatientCare(PatientState):
         visit.reason = "elevated blood sugar"
         self._vitals(visit, day, full=False)
         self.conditions["t2d"] = day
+        self._resolve_problem("prediabetes", day)
         self._glycaemia(visit, day, diagnosis=True)
         condition = self._add_problem("t2d", visit, day, protected=True)
         self.dm_onset = day
@@ -391,8 +467,9 @@ class OutpatientCare(PatientState):
         if d.chance(0.7):
             chart.care_plan("t2d", visit, condition)
         if d.chance(0.3):
-            chart.service_request(DIETITIAN_REFERRAL, [COUNSELLING_CATEGORY], visit, status="completed",
-                                  reason=condition)
+            chart.service_request(
+                DIETITIAN_REFERRAL, [COUNSELLING_CATEGORY], visit, status="completed", reason=condition
+            )
         if d.chance(0.6):
             self._progress_note(visit, day)
 
@@ -421,7 +498,7 @@ class OutpatientCare(PatientState):
         elif 16.0 <= age < 18.0 and given.get("mening", (0, 0))[1] < 2:
             self._give("mening", visit, day)
         elif age >= 18.0:
-            last_td = max(given.get("td", (-10**6, 0))[0], given.get("tdap", (-10**6, 0))[0])
+            last_td = max(given.get("td", (-(10**6), 0))[0], given.get("tdap", (-(10**6), 0))[0])
             if day - last_td > 3650 and d.chance(0.08):
                 self._give("tdap" if d.chance(0.5) else "td", visit, day)
             if age >= 65 and d.chance(0.4):
@@ -431,8 +508,12 @@ class OutpatientCare(PatientState):
                     self._give("ppsv23", visit, day)
             if age >= 50 and year >= 2018 and given.get("zoster", (0, 0))[1] < 2 and d.chance(0.2):
                 self._give("zoster", visit, day)
-            if year >= 2021 and given.get("covid", (0, 0))[1] < 3 and day - given.get("covid", (-10**6, 0))[0] > 180 \
-                    and d.chance(0.5):
+            if (
+                year >= 2021
+                and given.get("covid", (0, 0))[1] < 3
+                and day - given.get("covid", (-(10**6), 0))[0] > 180
+                and d.chance(0.5)
+            ):
                 self._give("covid", visit, day)
 
     def _give(self, key: str, visit: Visit, day: int) -> None:
@@ -448,19 +529,27 @@ class OutpatientCare(PatientState):
         age = int(self.age(day))
         style = self.d.between(0, 2)
         if emergency is not None:
-            text = emergency_note(self.cal, visit, age=age, problems=self._problems(), disposition=emergency,
-                                  style=style)
+            text = emergency_note(
+                self.cal, visit, age=age, problems=self._problems(), disposition=emergency, style=style
+            )
             self.chart.document("emergency", text, visit, _end_minute(visit))
         else:
-            text = progress_note(self.cal, visit, age=age, problems=self._problems(),
-                                 medications=self._medications(day), style=style)
+            text = progress_note(
+                self.cal, visit, age=age, problems=self._problems(), medications=self._medications(day), style=style
+            )
             self.chart.document("progress", text, visit, _end_minute(visit) + 30)
 
     def _discharge_note(self, visit: Visit, discharge: int, minute: int, disposition: str, readmission: bool) -> None:
-        text = discharge_summary(self.cal, visit, age=int(self.age(discharge)), problems=self._problems(),
-                                 medications=self._medications(discharge),
-                                 disposition=DISCHARGE_DISPOSITIONS[disposition], readmission=readmission,
-                                 style=self.d.between(0, 2))
+        text = discharge_summary(
+            self.cal,
+            visit,
+            age=int(self.age(discharge)),
+            problems=self._problems(),
+            medications=self._medications(discharge),
+            disposition=DISCHARGE_DISPOSITIONS[disposition],
+            readmission=readmission,
+            style=self.d.between(0, 2),
+        )
         self.chart.document("discharge", text, visit, minute + 60)
 
 

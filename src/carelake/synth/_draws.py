@@ -19,8 +19,8 @@ import numpy as np
 T = TypeVar("T")
 
 _BLOCK = 4096
-_ID_BLOCK = 16 * 2048
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+_ID_BLOCK = 2048
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
 class Weighted(Generic[T]):
@@ -108,23 +108,38 @@ class Draws:
 
 
 class IdSource:
-    """Random-looking, reproducible UUIDs (version-4 layout) from a seeded byte stream."""
+    """Random-looking, reproducible UUIDs (version 4 layout) from a seeded byte stream, formatted in bulk."""
 
-    __slots__ = ("_hex", "_pos", "_rng")
+    __slots__ = ("_block", "_pos", "_rng")
 
     def __init__(self, rng: np.random.Generator) -> None:
         self._rng = rng
-        self._hex = ""
+        self._block = ""
         self._pos = 0
 
     def new(self) -> str:
         pos = self._pos
-        if pos == len(self._hex):
-            self._hex = self._rng.bytes(_ID_BLOCK).hex()
+        if pos == len(self._block):
+            self._block = _format_uuids(self._rng.bytes(16 * _ID_BLOCK))
             pos = 0
-        self._pos = pos + 32
-        h = self._hex[pos:pos + 32]
-        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+        self._pos = pos + 36
+        return self._block[pos : pos + 36]
+
+
+def _format_uuids(raw: bytes) -> str:
+    """Many UUIDs as one string of 36-character ids: version and variant bits set, hex digits and hyphens."""
+    octets = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16).copy()
+    octets[:, 6] = (octets[:, 6] & 0x0F) | 0x40
+    octets[:, 8] = (octets[:, 8] & 0x3F) | 0x80
+    digits = np.empty((octets.shape[0], 32), dtype=np.uint8)
+    digits[:, 0::2] = _HEX[octets >> 4]
+    digits[:, 1::2] = _HEX[octets & 0x0F]
+    dash = np.full((octets.shape[0], 1), ord("-"), dtype=np.uint8)
+    text = np.concatenate(
+        [digits[:, :8], dash, digits[:, 8:12], dash, digits[:, 12:16], dash, digits[:, 16:20], dash, digits[:, 20:]],
+        axis=1,
+    )
+    return text.tobytes().decode("ascii")
 
 
 def streams(seed: int, *key: int) -> tuple[Draws, IdSource]:

@@ -17,8 +17,16 @@ from carelake.synth._chart import Chart
 from carelake.synth._draws import Draws, IdSource
 from carelake.synth._terminology import ICD10CM, LOINC, QUANTITIES, luhn_check_digit
 
-FAULT_KINDS = ("implausible-value", "unit-mixup", "date-before-birth", "date-after-death", "future-date",
-               "broken-reference", "duplicate-id", "invalid-code")
+FAULT_KINDS = (
+    "implausible-value",
+    "unit-mixup",
+    "date-before-birth",
+    "date-after-death",
+    "future-date",
+    "broken-reference",
+    "duplicate-id",
+    "invalid-code",
+)
 _DATE_KINDS = ("date-before-birth", "date-after-death", "future-date")
 _KINDS: dict[str, tuple[str, ...]] = {
     "Observation": FAULT_KINDS,
@@ -29,9 +37,14 @@ _KINDS: dict[str, tuple[str, ...]] = {
     "Immunization": (*_DATE_KINDS, "broken-reference", "duplicate-id"),
 }
 FAULTABLE_TYPES = tuple(_KINDS)
-DATE_FIELDS = {"Observation": "effectiveDateTime", "Condition": "onsetDateTime", "Encounter": "period.start",
-               "MedicationRequest": "authoredOn", "Procedure": "performedDateTime",
-               "Immunization": "occurrenceDateTime"}
+DATE_FIELDS = {
+    "Observation": "effectiveDateTime",
+    "Condition": "onsetDateTime",
+    "Encounter": "period.start",
+    "MedicationRequest": "authoredOn",
+    "Procedure": "performedDateTime",
+    "Immunization": "occurrenceDateTime",
+}
 # LOINC code -> (quantity key, factor applied to the true value, unit the number is really in)
 UNIT_MIXUPS: dict[str, tuple[str, float, str]] = {
     QUANTITIES["weight"].loinc: ("weight", 2.20462, "[lb_av]"),
@@ -89,8 +102,9 @@ class FaultInjector:
                 if resource["id"] not in chart.referenced:
                     earlier.setdefault(resource_type, []).append(resource)
                 continue
-            options = [kind for kind in kinds
-                       if self._applies(kind, resource_type, resource, death, earlier, chart.referenced)]
+            options = [
+                kind for kind in kinds if self._applies(kind, resource_type, resource, death, earlier, chart.referenced)
+            ]
             if not options:
                 continue
             kind = draws.pick(options)
@@ -101,8 +115,15 @@ class FaultInjector:
 
     # ------------------------------------------------------------ which faults fit a resource
 
-    def _applies(self, kind: str, resource_type: str, resource: dict[str, Any], death: int | None,
-                 earlier: dict[str, list[dict[str, Any]]], referenced: set[str]) -> bool:
+    def _applies(
+        self,
+        kind: str,
+        resource_type: str,
+        resource: dict[str, Any],
+        death: int | None,
+        earlier: dict[str, list[dict[str, Any]]],
+        referenced: set[str],
+    ) -> bool:
         if kind == "implausible-value":
             return "valueQuantity" in resource and resource["code"]["coding"][0]["code"] in _BY_LOINC
         if kind == "unit-mixup":
@@ -122,8 +143,16 @@ class FaultInjector:
 
     # ------------------------------------------------------------ applying one
 
-    def _apply(self, kind: str, resource_type: str, resource: dict[str, Any], *, birth: int, death: int | None,
-               earlier: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    def _apply(
+        self,
+        kind: str,
+        resource_type: str,
+        resource: dict[str, Any],
+        *,
+        birth: int,
+        death: int | None,
+        earlier: dict[str, list[dict[str, Any]]],
+    ) -> dict[str, Any]:
         draws = self.draws
         row: dict[str, Any] = {"resource_type": resource_type, "resource_id": resource["id"], "kind": kind}
         if kind == "implausible-value":
@@ -134,15 +163,25 @@ class FaultInjector:
             if spec.decimals == 0:
                 value = int(value)
             resource["valueQuantity"] = {**quantity, "value": value}
-            return {**row, "field": "valueQuantity.value", "original": str(quantity["value"]), "written": str(value),
-                    "detail": f"{spec.display} of {value} {spec.unit} is outside {spec.plausible}"}
+            return {
+                **row,
+                "field": "valueQuantity.value",
+                "original": str(quantity["value"]),
+                "written": str(value),
+                "detail": f"{spec.display} of {value} {spec.unit} is outside {spec.plausible}",
+            }
         if kind == "unit-mixup":
             quantity = resource["valueQuantity"]
             key, factor, real_unit = UNIT_MIXUPS[resource["code"]["coding"][0]["code"]]
             value = round(quantity["value"] * factor, 1)
             resource["valueQuantity"] = {**quantity, "value": value}
-            return {**row, "field": "valueQuantity.value", "original": str(quantity["value"]), "written": str(value),
-                    "detail": f"{key} written in {real_unit} but labelled {quantity['unit']} (factor {factor:.5g})"}
+            return {
+                **row,
+                "field": "valueQuantity.value",
+                "original": str(quantity["value"]),
+                "written": str(value),
+                "detail": f"{key} written in {real_unit} but labelled {quantity['unit']} (factor {factor:.5g})",
+            }
         if kind in _DATE_KINDS:
             return self._date_fault(kind, resource_type, resource, row, birth=birth, death=death)
         if kind == "broken-reference":
@@ -153,15 +192,26 @@ class FaultInjector:
                 field, target = "encounter", f"Encounter/{missing}"
             original = resource[field]["reference"]
             resource[field] = {"reference": target}
-            return {**row, "field": f"{field}.reference", "original": original, "written": target,
-                    "detail": f"{field} points at {target}, which is not in the export"}
+            return {
+                **row,
+                "field": f"{field}.reference",
+                "original": original,
+                "written": target,
+                "detail": f"{field} points at {target}, which is not in the export",
+            }
         if kind == "duplicate-id":
             source = draws.pick(earlier[resource_type])
             earlier[resource_type].remove(source)
             original = resource["id"]
             resource["id"] = source["id"]
-            return {**row, "resource_id": source["id"], "field": "id", "original": original, "written": source["id"],
-                    "detail": f"id reused from another {resource_type} of the same patient"}
+            return {
+                **row,
+                "resource_id": source["id"],
+                "field": "id",
+                "original": original,
+                "written": source["id"],
+                "detail": f"id reused from another {resource_type} of the same patient",
+            }
         # invalid-code
         code = resource["code"]
         codings = list(code["coding"])
@@ -178,8 +228,16 @@ class FaultInjector:
         resource["code"] = {**code, "coding": codings}
         return {**row, "field": f"code.coding[{index}].code", "original": original, "written": bad, "detail": detail}
 
-    def _date_fault(self, kind: str, resource_type: str, resource: dict[str, Any], row: dict[str, Any], *,
-                    birth: int, death: int | None) -> dict[str, Any]:
+    def _date_fault(
+        self,
+        kind: str,
+        resource_type: str,
+        resource: dict[str, Any],
+        row: dict[str, Any],
+        *,
+        birth: int,
+        death: int | None,
+    ) -> dict[str, Any]:
         draws = self.draws
         if kind == "date-before-birth":
             day = birth - draws.between(1, 3650)
@@ -200,8 +258,7 @@ class FaultInjector:
             original = resource[field]
             written = self._move(original, day)
             resource[field] = written
-        return {**row, "field": field, "original": original, "written": written,
-                "detail": _DETAIL[kind](written)}
+        return {**row, "field": field, "original": original, "written": written, "detail": _DETAIL[kind](written)}
 
     def _move(self, value: str, day: int) -> str:
         """The same time of day (or the same date-only precision) on another day."""

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,7 +25,7 @@ from typing import Any
 import orjson
 
 from carelake._version import __version__
-from carelake.errors import ConfigError
+from carelake.errors import CarelakeError, ConfigError
 from carelake.progress import NoProgress, Progress
 from carelake.synth._calendar import calendar_for
 from carelake.synth._draws import streams
@@ -37,6 +38,7 @@ from carelake.synth._output import (
     NdjsonWriter,
     TruthWriter,
     serialise,
+    truth_columns,
     write_manifest,
 )
 from carelake.synth._world import World, build_world
@@ -54,11 +56,14 @@ class _Options:
     end_year: int
 
 
+_TRUTH_TABLES = ("patients", "readmissions", "diabetes", "duplicates", "faults")
+
+
 @dataclass(slots=True)
 class _ChunkResult:
     lines: dict[str, bytes]
     counts: dict[str, int]
-    truth: Truth
+    truth: dict[str, dict[str, list[Any]]]
 
 
 @dataclass(frozen=True)
@@ -85,18 +90,34 @@ class SynthSummary:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (paths as strings), e.g. for ``--json`` output."""
         return {
-            "out": str(self.out), "patients": self.patients, "seed": self.seed, "resources": dict(self.resources),
-            "total_resources": self.total_resources, "files": [str(p) for p in self.files],
-            "ground_truth": dict(self.ground_truth), "bytes_written": self.bytes_written,
-            "seconds": round(self.seconds, 3), "patients_per_s": round(self.patients_per_s, 1),
-            "resources_per_s": round(self.resources_per_s, 1), "workers": self.workers,
+            "out": str(self.out),
+            "patients": self.patients,
+            "seed": self.seed,
+            "resources": dict(self.resources),
+            "total_resources": self.total_resources,
+            "files": [str(p) for p in self.files],
+            "ground_truth": dict(self.ground_truth),
+            "bytes_written": self.bytes_written,
+            "seconds": round(self.seconds, 3),
+            "patients_per_s": round(self.patients_per_s, 1),
+            "resources_per_s": round(self.resources_per_s, 1),
+            "workers": self.workers,
             "options": dict(self.options),
         }
 
 
-def generate_fhir(out: str | Path, *, patients: int = 1000, seed: int = 7, faults: float = 0.0,
-                  duplicates: float = 0.0, start_year: int = 2015, end_year: int = 2025,
-                  progress: Progress | None = None, workers: int = 1) -> SynthSummary:
+def generate_fhir(
+    out: str | Path,
+    *,
+    patients: int = 1000,
+    seed: int = 7,
+    faults: float = 0.0,
+    duplicates: float = 0.0,
+    start_year: int = 2015,
+    end_year: int = 2025,
+    progress: Progress | None = None,
+    workers: int = 1,
+) -> SynthSummary:
     """Write a synthetic FHIR R4 Bulk Data export of ``patients`` people, with ground truth, into ``out``.
 
     The same arguments always produce byte-identical files. ``faults`` is the share of clinical resources
@@ -110,9 +131,16 @@ def generate_fhir(out: str | Path, *, patients: int = 1000, seed: int = 7, fault
         >>> summary.resources["Patient"]                                          # doctest: +SKIP
         100
     """
-    options = _validate(patients=patients, seed=seed, faults=faults, duplicates=duplicates, start_year=start_year,
-                        end_year=end_year, workers=workers)
-    target = Path(out)
+    options = _validate(
+        patients=patients,
+        seed=seed,
+        faults=faults,
+        duplicates=duplicates,
+        start_year=start_year,
+        end_year=end_year,
+        workers=workers,
+    )
+    target = Path(out).resolve()
     _check_target(target)
     staging = target.parent / f".{target.name}.partial"
     if staging.exists():
@@ -131,14 +159,20 @@ def generate_fhir(out: str | Path, *, patients: int = 1000, seed: int = 7, fault
         for result, count in _results(options, workers):
             for resource_type, data in result.lines.items():
                 ndjson.write(resource_type, data, result.counts[resource_type])
-            for table in ("patients", "readmissions", "diabetes", "duplicates", "faults"):
-                truth.add(table, getattr(result.truth, table))
+            for table, columns in result.truth.items():
+                truth.add(table, columns)
             progress.advance(count)
         ndjson.close()
         truth_files = truth.close()
         extension = {
-            "generator": "carelake.synth", "version": __version__, "seed": seed, "patients": patients,
-            "faults": faults, "duplicates": duplicates, "startYear": start_year, "endYear": end_year,
+            "generator": "carelake.synth",
+            "version": __version__,
+            "seed": seed,
+            "patients": patients,
+            "faults": faults,
+            "duplicates": duplicates,
+            "startYear": start_year,
+            "endYear": end_year,
             "groundTruth": [f"{GROUND_TRUTH}/{p.name}" for p in truth_files],
         }
         write_manifest(staging, ndjson, transaction_time=f"{end_year + 1}-01-01T00:00:00Z", extension=extension)
@@ -154,30 +188,44 @@ def generate_fhir(out: str | Path, *, patients: int = 1000, seed: int = 7, fault
     staging.rename(target)
     seconds = time.perf_counter() - started
     bytes_written = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-    files = tuple([target / f"{t}.ndjson" for t in ndjson.types()] + [target / MANIFEST]
-                  + [target / GROUND_TRUTH / p.name for p in truth_files])
+    files = tuple(
+        [target / f"{t}.ndjson" for t in ndjson.types()]
+        + [target / MANIFEST]
+        + [target / GROUND_TRUTH / p.name for p in truth_files]
+    )
     total = sum(ndjson.counts.values())
     return SynthSummary(
-        out=target, patients=patients, seed=seed, resources={t: ndjson.counts[t] for t in ndjson.types()},
-        files=files, ground_truth=dict(truth.rows), bytes_written=bytes_written, seconds=seconds,
+        out=target,
+        patients=patients,
+        seed=seed,
+        resources={t: ndjson.counts[t] for t in ndjson.types()},
+        files=files,
+        ground_truth=dict(truth.rows),
+        bytes_written=bytes_written,
+        seconds=seconds,
         patients_per_s=patients / seconds if seconds > 0 else 0.0,
-        resources_per_s=total / seconds if seconds > 0 else 0.0, workers=workers,
+        resources_per_s=total / seconds if seconds > 0 else 0.0,
+        workers=workers,
         options={"faults": faults, "duplicates": duplicates, "start_year": start_year, "end_year": end_year},
     )
 
 
-def _validate(*, patients: int, seed: int, faults: float, duplicates: float, start_year: int, end_year: int,
-              workers: int) -> _Options:
+def _validate(
+    *, patients: int, seed: int, faults: float, duplicates: float, start_year: int, end_year: int, workers: int
+) -> _Options:
     def whole(name: str, value: object, low: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"{name} must be a whole number of at least {low}, got {value!r}",
-                              hint=f"pass {name}={max(low, 1)} or more")
+            raise ConfigError(
+                f"{name} must be a whole number of at least {low}, got {value!r}",
+                hint=f"pass {name}={max(low, 1)} or more",
+            )
         return value
 
     def share(name: str, value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
-            raise ConfigError(f"{name} must be a share between 0 and 1, got {value!r}",
-                              hint=f"for example {name}=0.05 for 5 %")
+            raise ConfigError(
+                f"{name} must be a share between 0 and 1, got {value!r}", hint=f"for example {name}=0.05 for 5 %"
+            )
         return float(value)
 
     whole("patients", patients, 0)
@@ -186,8 +234,10 @@ def _validate(*, patients: int, seed: int, faults: float, duplicates: float, sta
     whole("start_year", start_year, 1950)
     whole("end_year", end_year, 1950)
     if end_year < start_year or end_year > 2100:
-        raise ConfigError(f"the record window {start_year}-{end_year} is not a range of years up to 2100",
-                          hint="pass start_year <= end_year, e.g. start_year=2015, end_year=2025")
+        raise ConfigError(
+            f"the record window {start_year}-{end_year} is not a range of years up to 2100",
+            hint="pass start_year <= end_year, e.g. start_year=2015, end_year=2025",
+        )
     return _Options(seed, patients, share("faults", faults), share("duplicates", duplicates), start_year, end_year)
 
 
@@ -206,8 +256,10 @@ def _check_target(target: Path) -> None:
     except (OSError, orjson.JSONDecodeError, AttributeError):
         ours = False
     if not ours:
-        raise ConfigError(f"{target} is not empty and is not an earlier synthetic export",
-                          hint="choose an empty or new folder; carelake only replaces its own synthetic exports")
+        raise ConfigError(
+            f"{target} is not empty and is not an earlier synthetic export",
+            hint="choose an empty or new folder; carelake only replaces its own synthetic exports",
+        )
 
 
 @lru_cache(maxsize=4)
@@ -215,16 +267,18 @@ def _world(seed: int) -> World:
     return build_world(seed)
 
 
-def _results(options: _Options, workers: int) -> Any:
-    """Chunk results in chunk order, computed here or in worker processes."""
-    chunks = [(index, min(CHUNK, options.patients - index * CHUNK))
-              for index in range((options.patients + CHUNK - 1) // CHUNK)]
+def _results(options: _Options, workers: int) -> Iterator[tuple[_ChunkResult, int]]:
+    """Chunk results in chunk order, computed here or in worker processes (at most 2 per worker in flight)."""
+    chunks = [
+        (index, min(CHUNK, options.patients - index * CHUNK))
+        for index in range((options.patients + CHUNK - 1) // CHUNK)
+    ]
     if workers == 1 or len(chunks) <= 1:
         for index, count in chunks:
             yield _simulate_chunk(options, index, count), count
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
         window: deque[tuple[Future[_ChunkResult], int]] = deque()
         pending = iter(chunks)
         for index, count in pending:
@@ -233,11 +287,19 @@ def _results(options: _Options, workers: int) -> Any:
                 break
         while window:
             future, count = window.popleft()
-            result = future.result()
-            nxt = next(pending, None)
-            if nxt is not None:
-                window.append((pool.submit(_simulate_chunk, options, *nxt), nxt[1]))
+            try:
+                result = future.result()
+            except BrokenProcessPool as exc:
+                raise CarelakeError(
+                    "the generator's worker processes stopped before finishing",
+                    hint='call generate_fhir under `if __name__ == "__main__":` in scripts, or pass workers=1',
+                ) from exc
+            following = next(pending, None)
+            if following is not None:
+                window.append((pool.submit(_simulate_chunk, options, *following), following[1]))
             yield result, count
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @contextmanager
@@ -269,9 +331,19 @@ def _simulate(options: _Options, index: int, count: int) -> _ChunkResult:
     truth = Truth()
     window_start = cal.day(options.start_year)
     window_end = cal.day(options.end_year, 12, 31)
-    context = Context(draws=draws, ids=ids, cal=cal, world=_world(options.seed), window_start=window_start,
-                      window_end=window_end, end_year=options.end_year, duplicate_rate=options.duplicates,
-                      noise=noise, noise_ids=noise_ids, truth=truth)
+    context = Context(
+        draws=draws,
+        ids=ids,
+        cal=cal,
+        world=_world(options.seed),
+        window_start=window_start,
+        window_end=window_end,
+        end_year=options.end_year,
+        duplicate_rate=options.duplicates,
+        noise=noise,
+        noise_ids=noise_ids,
+        truth=truth,
+    )
     injector = FaultInjector(noise, noise_ids, cal, rate=options.faults, window_end=window_end)
     lines: dict[str, list[bytes]] = {}
     dumps = orjson.dumps
@@ -285,5 +357,8 @@ def _simulate(options: _Options, index: int, count: int) -> _ChunkResult:
             if bucket is None:
                 lines[resource_type] = bucket = []
             bucket.append(dumps(resource))
-    return _ChunkResult(lines={t: b"\n".join(b) + b"\n" for t, b in lines.items()},
-                        counts={t: len(b) for t, b in lines.items()}, truth=truth)
+    return _ChunkResult(
+        lines={t: b"\n".join(b) + b"\n" for t, b in lines.items()},
+        counts={t: len(b) for t, b in lines.items()},
+        truth={table: truth_columns(table, getattr(truth, table)) for table in _TRUTH_TABLES},
+    )

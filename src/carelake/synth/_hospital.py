@@ -49,9 +49,20 @@ class HospitalCare(OutpatientCare):
         else:
             start, duration = d.between(0, 1439), 90 + 5 * d.between(0, 60)
         end_minute = start + duration
-        visit = chart.encounter(klass="EMER", type_key="emergency", subject=subject_ref, person=person, start=day,
-                                start_minute=start, end=day + end_minute // 1440, end_minute=end_minute,
-                                clinician=d.pick(hospital.emergency), site=hospital, location="ER", priority="EM")
+        visit = chart.encounter(
+            klass="EMER",
+            type_key="emergency",
+            subject=subject_ref,
+            person=person,
+            start=day,
+            start_minute=start,
+            end=day + end_minute // 1440,
+            end_minute=end_minute,
+            clinician=d.pick(hospital.emergency),
+            site=hospital,
+            location="ER",
+            priority="EM",
+        )
         visit.reason = CONDITIONS[reason].snomed_display
         self._vitals(visit, day, full=True, acute=reason)
         condition = chart.condition(reason, visit, onset=day, problem=False, resolved=day + d.between(5, 21))
@@ -64,21 +75,38 @@ class HospitalCare(OutpatientCare):
         self.ed_days.append(day)
         if not admitted:
             self._acute_medication(reason, visit, condition)
-            if admit_allowed and age >= 18 and day > self.block_until and d.chance(
-                    min(0.04 + 0.01 * charlson(self.conditions), 0.2)):
+            if (
+                admit_allowed
+                and age >= 18
+                and day > self.block_until
+                and d.chance(min(0.04 + 0.01 * charlson(self.conditions), 0.2))
+            ):
                 if d.chance(0.7):
                     self._progress_note(visit, day, emergency="Admitted to inpatient medicine")
                 self._admission(day, reason, ed_visit=visit)
                 return visit
         if d.chance(0.6):
-            self._progress_note(visit, day, emergency="Admitted to inpatient medicine" if admitted
-                                else "Discharged home in stable condition")
+            self._progress_note(
+                visit,
+                day,
+                emergency="Admitted to inpatient medicine" if admitted else "Discharged home in stable condition",
+            )
         return visit
 
     def _adult_ed_reasons(self, age: float) -> Weighted[str]:
-        pairs = [("chestpain", 10.0), ("abdpain", 10.0), ("sprain", 7.0), ("uri", 5.0), ("uti", 6.0),
-                 ("gastroenteritis", 6.0), ("backpain", 6.0), ("syncope", 4.0 + 0.1 * max(age - 60, 0)),
-                 ("migraine", 5.0), ("cellulitis", 3.0), ("pneumonia", 2.0 + 0.1 * max(age - 60, 0))]
+        pairs = [
+            ("chestpain", 10.0),
+            ("abdpain", 10.0),
+            ("sprain", 7.0),
+            ("uri", 5.0),
+            ("uti", 6.0),
+            ("gastroenteritis", 6.0),
+            ("backpain", 6.0),
+            ("syncope", 4.0 + 0.1 * max(age - 60, 0)),
+            ("migraine", 5.0),
+            ("cellulitis", 3.0),
+            ("pneumonia", 2.0 + 0.1 * max(age - 60, 0)),
+        ]
         if "copd" in self.conditions:
             pairs.append(("copd_exacerbation", 12.0))
         if "hf" in self.conditions:
@@ -87,10 +115,17 @@ class HospitalCare(OutpatientCare):
 
     def _admission_reason(self, age: float) -> str:
         c = self.conditions
-        pairs = [("pneumonia", 3.0 + 0.05 * max(age - 60, 0)), ("sepsis", 1.5 + ("ckd3" in c or "ckd4" in c)),
-                 ("uti", 1.2), ("cellulitis", 1.0), ("chestpain", 1.5), ("syncope", 0.8),
-                 ("gi_bleed", 0.6 + ("anticoagulant" in self.meds)), ("aki", 0.5 + 2.0 * ("ckd3" in c or "ckd4" in c)),
-                 ("cholecystitis", 0.6)]
+        pairs = [
+            ("pneumonia", 3.0 + 0.05 * max(age - 60, 0)),
+            ("sepsis", 1.5 + ("ckd3" in c or "ckd4" in c)),
+            ("uti", 1.2),
+            ("cellulitis", 1.0),
+            ("chestpain", 1.5),
+            ("syncope", 0.8),
+            ("gi_bleed", 0.6 + ("anticoagulant" in self.meds)),
+            ("aki", 0.5 + 2.0 * ("ckd3" in c or "ckd4" in c)),
+            ("cholecystitis", 0.6),
+        ]
         if age >= 70:
             pairs.append(("hip_fracture", 1.5))
         if age < 50:
@@ -120,8 +155,11 @@ class HospitalCare(OutpatientCare):
             elective = "cad" if "cad" in self.conditions and d.chance(0.4) else d.pick(("knee_oa", "cholecystitis"))
             self._admission(day, elective, elective=True)
             return
-        self._admission(day, self._admission_reason(age) if age >= 18 else d.pick(("appendicitis", "pneumonia")),
-                        via_ed=d.chance(0.7))
+        self._admission(
+            day,
+            self._admission_reason(age) if age >= 18 else d.pick(("appendicitis", "pneumonia")),
+            via_ed=d.chance(0.7),
+        )
 
     def _length_of_stay(self, reason: str, elective: bool) -> int:
         d = self.d
@@ -137,10 +175,18 @@ class HospitalCare(OutpatientCare):
         burden = charlson(self.conditions)
         over65 = max(age - 65.0, 0.0)
         weights = (
-            ("exp", 0.0 if elective else min(0.006 + 0.004 * burden + 0.0006 * max(age - 60.0, 0.0)
-                                             + (0.05 if reason == "sepsis" else 0.0), 0.2)),
-            ("snf", min(0.01 + 0.007 * over65 + 0.02 * burden + (0.25 if reason in ("hip_fracture", "stroke") else 0),
-                        0.5)),
+            (
+                "exp",
+                0.0
+                if elective
+                else min(
+                    0.006 + 0.004 * burden + 0.0006 * max(age - 60.0, 0.0) + (0.05 if reason == "sepsis" else 0.0), 0.2
+                ),
+            ),
+            (
+                "snf",
+                min(0.01 + 0.007 * over65 + 0.02 * burden + (0.25 if reason in ("hip_fracture", "stroke") else 0), 0.5),
+            ),
             ("rehab", 0.01 + (0.25 if reason in ("stroke", "hip_fracture", "knee_oa") else 0.0)),
             ("alt-home", 0.08 + 0.003 * max(age - 50.0, 0.0)),
             ("hosp", 0.0 if elective else 0.02),
@@ -154,9 +200,17 @@ class HospitalCare(OutpatientCare):
                 return code
         return "home"
 
-    def _admission(self, day: int, reason: str, *, via_ed: bool = False, elective: bool = False,
-                   ed_visit: Visit | None = None, readmission_of: dict[str, Any] | None = None,
-                   new_condition: str | None = None) -> None:
+    def _admission(
+        self,
+        day: int,
+        reason: str,
+        *,
+        via_ed: bool = False,
+        elective: bool = False,
+        ed_visit: Visit | None = None,
+        readmission_of: dict[str, Any] | None = None,
+        new_condition: str | None = None,
+    ) -> None:
         d, chart, ctx = self.d, self.chart, self.ctx
         readmission = readmission_of is not None
         if readmission:
@@ -177,14 +231,26 @@ class HospitalCare(OutpatientCare):
         if discharge == start_day:
             discharge_minute = max(discharge_minute, start_minute + 180)
         hospital = ed_visit.site if ed_visit is not None else self.hospital
-        visit = chart.encounter(klass="IMP", type_key="admission", subject=subject, person=person, start=start_day,
-                                start_minute=start_minute, end=discharge, end_minute=discharge_minute,
-                                clinician=d.pick(hospital.clinicians), site=hospital, location="ward",
-                                priority="EL" if elective else "EM", protected=True)
+        visit = chart.encounter(
+            klass="IMP",
+            type_key="admission",
+            subject=subject,
+            person=person,
+            start=start_day,
+            start_minute=start_minute,
+            end=discharge,
+            end_minute=discharge_minute,
+            clinician=d.pick(hospital.clinicians),
+            site=hospital,
+            location="ward",
+            priority="EL" if elective else "EM",
+            protected=True,
+        )
         visit.end = discharge + discharge_minute // 1440
         visit.reason = CONDITIONS[reason].snomed_display
-        admitted_with = chart.condition(reason, visit, onset=start_day, problem=False,
-                                        resolved=discharge + d.between(0, 14))
+        admitted_with = chart.condition(
+            reason, visit, onset=start_day, problem=False, resolved=discharge + d.between(0, 14)
+        )
         chart.diagnose(visit, admitted_with, "AD")
         self._vitals(visit, start_day, full=True, acute=reason)
         if age >= 18:
@@ -204,14 +270,19 @@ class HospitalCare(OutpatientCare):
         if treatment and treatment[0] == "amoxicillin":
             chart.medication("amoxicillin", visit, reason=admitted_with, category="discharge", days=treatment[1])
         disposition = self._disposition(age, reason, elective)
-        chart.hospitalization(visit, admit_source="emd" if ed_visit is not None else "gp" if elective else "outp",
-                              disposition=disposition, readmission=readmission)
+        chart.hospitalization(
+            visit,
+            admit_source="emd" if ed_visit is not None else "gp" if elective else "outp",
+            disposition=disposition,
+            readmission=readmission,
+        )
         if d.chance(0.7):
             chart.procedure("med_reconciliation", visit)
         self.in_hospital_until = discharge
         self.block_until = discharge + 30
-        self._readmission_truth(visit, start_day, start_minute, discharge, discharge_minute, disposition, age,
-                                reason, elective)
+        self._readmission_truth(
+            visit, start_day, start_minute, discharge, discharge_minute, disposition, age, reason, elective
+        )
         self.admissions.append(start_day)
         if readmission_of is not None:
             readmission_of["readmission_encounter_id"] = visit.id
@@ -222,8 +293,18 @@ class HospitalCare(OutpatientCare):
         if disposition == "exp":
             self._die(discharge, discharge_minute)
 
-    def _readmission_truth(self, visit: Visit, admit: int, admit_minute: int, discharge: int, discharge_minute: int,
-                           disposition: str, age: float, reason: str, elective: bool) -> None:
+    def _readmission_truth(
+        self,
+        visit: Visit,
+        admit: int,
+        admit_minute: int,
+        discharge: int,
+        discharge_minute: int,
+        disposition: str,
+        age: float,
+        reason: str,
+        elective: bool,
+    ) -> None:
         d, ctx = self.d, self.ctx
         burden = charlson(self.conditions)
         prior = sum(1 for a in self.admissions if admit - 365 <= a < admit)
@@ -231,9 +312,18 @@ class HospitalCare(OutpatientCare):
         stay = max(discharge - admit, 1)
         active = self._active_count(discharge)
         age_at_discharge = self.age(discharge)
-        z = READMISSION.logit(age=age_at_discharge, charlson=burden, prior_admissions=prior, ed_visits=ed_visits,
-                              length_of_stay=stay, disposition=disposition, active_medications=active,
-                              housing=self.housing, food=self.food, transport=self.transport)
+        z = READMISSION.logit(
+            age=age_at_discharge,
+            charlson=burden,
+            prior_admissions=prior,
+            ed_visits=ed_visits,
+            length_of_stay=stay,
+            disposition=disposition,
+            active_medications=active,
+            housing=self.housing,
+            food=self.food,
+            transport=self.transport,
+        )
         probability = logistic(z)
         exclusion = None
         if disposition == "exp":
@@ -245,15 +335,33 @@ class HospitalCare(OutpatientCare):
         elif discharge + 30 > ctx.window_end:
             exclusion = "follow-up-incomplete"
         row: dict[str, Any] = {
-            "encounter_id": visit.id, "patient_id": self.id, "subject_id": visit.subject["reference"][8:],
-            "admit_time": self._stamp(admit, admit_minute), "discharge_time": self._stamp(discharge, discharge_minute),
-            "reason": reason, "elective": elective, "age": round(age_at_discharge, 2), "charlson": burden,
-            "prior_admissions_12m": prior, "ed_visits_6m": ed_visits, "length_of_stay_days": stay,
-            "discharge_disposition": disposition, "active_medications": active, "polypharmacy": active >= 5,
-            "housing_instability": self.housing, "food_insecurity": self.food, "transport_barrier": self.transport,
-            "linear_predictor": z, "probability": probability, "eligible": exclusion is None,
-            "exclusion": exclusion, "outcome": None, "readmission_encounter_id": None, "readmission_time": None,
-            "days_to_readmission": None, "_discharge_day": discharge,
+            "encounter_id": visit.id,
+            "patient_id": self.id,
+            "subject_id": visit.subject["reference"][8:],
+            "admit_time": self._stamp(admit, admit_minute),
+            "discharge_time": self._stamp(discharge, discharge_minute),
+            "reason": reason,
+            "elective": elective,
+            "age": round(age_at_discharge, 2),
+            "charlson": burden,
+            "prior_admissions_12m": prior,
+            "ed_visits_6m": ed_visits,
+            "length_of_stay_days": stay,
+            "discharge_disposition": disposition,
+            "active_medications": active,
+            "polypharmacy": active >= 5,
+            "housing_instability": self.housing,
+            "food_insecurity": self.food,
+            "transport_barrier": self.transport,
+            "linear_predictor": z,
+            "probability": probability,
+            "eligible": exclusion is None,
+            "exclusion": exclusion,
+            "outcome": None,
+            "readmission_encounter_id": None,
+            "readmission_time": None,
+            "days_to_readmission": None,
+            "_discharge_day": discharge,
         }
         if exclusion is None:
             readmitted = d.u() < probability

@@ -30,8 +30,21 @@ from carelake.synth._terminology import CHRONIC
 
 __all__ = ["Context", "PatientLife", "Truth"]
 
-_INCIDENT = ("htn", "hld", "ckd3", "copd", "asthma", "hf", "cad", "mi", "afib", "stroke", "dementia", "depression",
-             "cancer")
+_INCIDENT = (
+    "htn",
+    "hld",
+    "ckd3",
+    "copd",
+    "asthma",
+    "hf",
+    "cad",
+    "mi",
+    "afib",
+    "stroke",
+    "dementia",
+    "depression",
+    "cancer",
+)
 _VIA_HOSPITAL = {"mi": "ami", "stroke": "stroke"}
 
 
@@ -75,8 +88,12 @@ class PatientLife(HospitalCare):
                     self._push(day, ADMIT, (_VIA_HOSPITAL[key], key))
                 else:
                     self._push(day, DIAGNOSE, key)
-        if "ckd3" in conditions and "ckd4" not in conditions and "ckd4" not in self.pending and d.chance(
-                CKD_PROGRESSION * frac):
+        if (
+            "ckd3" in conditions
+            and "ckd4" not in conditions
+            and "ckd4" not in self.pending
+            and d.chance(CKD_PROGRESSION * frac)
+        ):
             self.pending.add("ckd4")
             self._push(ys + int(d.u() * length), DIAGNOSE, "ckd4")
         if age >= 18.0 and "t2d" not in conditions and "t2d" not in self.pending:
@@ -103,7 +120,7 @@ class PatientLife(HospitalCare):
             admission = 0.008
         else:
             wellness = (0.45 if age < 50 else 0.6 if age < 65 else 0.75) + (0.1 if chronic else 0.0)
-            sick = min(0.4 + 0.012 * age + 0.45 * chronic, 6.0)
+            sick = min(0.3 + 0.01 * age + 0.4 * chronic, 5.0)
             emergency = 0.15 + 0.002 * max(age - 50.0, 0.0) + 0.08 * chronic + 0.25 * social + 0.12 * smoker
             admission = logistic(-4.1 + 0.028 * (age - 40.0) + 0.30 * burden + 0.25 * social)
         if d.chance(min(wellness * frac, 1.0)):
@@ -127,8 +144,9 @@ class PatientLife(HospitalCare):
                 self._admission_event(day, payload)
             elif day <= self.in_hospital_until:
                 if kind in (DIAGNOSE, DIABETES_ONSET, INTAKE):
-                    self._push(min(self.in_hospital_until + 1 + self.d.between(2, 10), self.ctx.window_end), kind,
-                               payload)
+                    self._push(
+                        min(self.in_hospital_until + 1 + self.d.between(2, 10), self.ctx.window_end), kind, payload
+                    )
             elif kind == INTAKE:
                 self._wellness(day, intake=True)
             elif kind == WELLNESS:
@@ -173,26 +191,34 @@ class PatientLife(HospitalCare):
             if first_probability is None:
                 first_probability = row["probability_5y"]
         ctx.truth.diabetes.extend(self.dm_rows)
-        for row in ctx.truth.readmissions[-len(self.admissions):] if self.admissions else ():
+        for row in ctx.truth.readmissions[-len(self.admissions) :] if self.admissions else ():
             row.pop("_discharge_day", None)
-        ctx.truth.patients.append({
-            "patient_id": self.id,
-            "duplicate_patient_id": self.dup_ref["reference"][8:] if self.dup_ref else None,
-            "birth_date": cal.to_date(self.birth), "sex": self.person.sex, "race": self.race,
-            "ethnicity": self.ethnicity, "entry_date": cal.to_date(self.entry),
-            "deceased_date": cal.to_date(death) if death is not None else None,
-            "height_cm": round(self.body.height_adult, 1),
-            "bmi_at_entry": round(self.body.bmi(self.age(self.entry)), 2),
-            "family_history_diabetes": self.family_history, "smoking_at_end": self.smoking,
-            "activity_min_week": round(self.body.activity, 1), "deprivation": round(self.deprivation, 3),
-            "housing_instability_ever": self.ever_social["housing"], "food_insecurity_ever": self.ever_social["food"],
-            "transport_barrier_ever": self.ever_social["transport"],
-            "charlson_at_end": charlson(self.conditions),
-            "conditions_at_end": ";".join(sorted(self.conditions)),
-            "diabetes_prevalent": "t2d" in self.prevalent,
-            "diabetes_onset_date": cal.to_date(onset) if onset is not None else None,
-            "diabetes_5y_probability": first_probability,
-            "admissions": len(self.admissions), "ed_visits": len(self.ed_days),
-            "research_opt_out": self.consent,
-        })
-
+        ctx.truth.patients.append(
+            {
+                "patient_id": self.id,
+                "duplicate_patient_id": self.dup_ref["reference"][8:] if self.dup_ref else None,
+                "birth_date": cal.to_date(self.birth),
+                "sex": self.person.sex,
+                "race": self.race,
+                "ethnicity": self.ethnicity,
+                "entry_date": cal.to_date(self.entry),
+                "deceased_date": cal.to_date(death) if death is not None else None,
+                "height_cm": round(self.body.height_adult, 1),
+                "bmi_at_entry": round(self.body.bmi(self.age(self.entry)), 2),
+                "family_history_diabetes": self.family_history,
+                "smoking_at_end": self.smoking,
+                "activity_min_week": round(self.body.activity, 1),
+                "deprivation": round(self.deprivation, 3),
+                "housing_instability_ever": self.ever_social["housing"],
+                "food_insecurity_ever": self.ever_social["food"],
+                "transport_barrier_ever": self.ever_social["transport"],
+                "charlson_at_end": charlson(self.conditions),
+                "conditions_at_end": ";".join(sorted(self.conditions)),
+                "diabetes_prevalent": "t2d" in self.prevalent,
+                "diabetes_onset_date": cal.to_date(onset) if onset is not None else None,
+                "diabetes_5y_probability": first_probability,
+                "admissions": len(self.admissions),
+                "ed_visits": len(self.ed_days),
+                "research_opt_out": self.consent,
+            }
+        )

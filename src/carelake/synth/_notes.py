@@ -13,8 +13,16 @@ from carelake.synth._calendar import Calendar
 from carelake.synth._chart import Visit
 from carelake.synth._people import Person
 
-_VITAL_FORMATS = (("BP", "{0[0]:.0f}/{0[1]:.0f}"), ("HR", "{0:.0f}"), ("RR", "{0:.0f}"), ("Temp", "{0:.1f} C"),
-                  ("SpO2", "{0:.0f}%"), ("Wt", "{0:.1f} kg"), ("Ht", "{0:.1f} cm"), ("BMI", "{0:.1f}"))
+_VITAL_FORMATS = (
+    ("BP", "{0[0]:.0f}/{0[1]:.0f}"),
+    ("HR", "{0:.0f}"),
+    ("RR", "{0:.0f}"),
+    ("Temp", "{0:.1f} C"),
+    ("SpO2", "{0:.0f}%"),
+    ("Wt", "{0:.1f} kg"),
+    ("Ht", "{0:.1f} cm"),
+    ("BMI", "{0:.1f}"),
+)
 
 
 def _date(cal: Calendar, day: int, style: int) -> str:
@@ -23,6 +31,12 @@ def _date(cal: Calendar, day: int, style: int) -> str:
     if style == 1:
         return cal.long_date(day)
     return cal.date(day)
+
+
+def _aged(age: int) -> str:
+    """'a 62-year-old' / 'an 84-year-old'."""
+    article = "an" if str(age)[0] == "8" or age in (11, 18) else "a"
+    return f"{article} {age}-year-old"
 
 
 def _title(person: Person) -> str:
@@ -57,11 +71,13 @@ def _list(title: str, items: Sequence[str]) -> list[str]:
     return [f"{title}:", *(f"  - {item}" for item in items)]
 
 
-def progress_note(cal: Calendar, visit: Visit, *, age: int, problems: Sequence[str], medications: Sequence[str],
-                  style: int) -> str:
+def progress_note(
+    cal: Calendar, visit: Visit, *, age: int, problems: Sequence[str], medications: Sequence[str], style: int
+) -> str:
     person = visit.person
-    heading = "PROGRESS NOTE - " + ("Annual wellness visit" if visit.reason == "annual wellness visit"
-                                    else "Office visit")
+    heading = "PROGRESS NOTE - " + (
+        "Annual wellness visit" if visit.reason == "annual wellness visit" else "Office visit"
+    )
     who = "man" if person.sex == "male" else "woman"
     if age < 18:
         who = "boy" if person.sex == "male" else "girl"
@@ -69,7 +85,7 @@ def progress_note(cal: Calendar, visit: Visit, *, age: int, problems: Sequence[s
     lines += [
         f"CHIEF COMPLAINT: {visit.reason}",
         "",
-        f"HPI: {_title(person) if age >= 18 else person.given} is a {age}-year-old {who} seen on "
+        f"HPI: {_title(person) if age >= 18 else person.given} is {_aged(age)} {who} seen on "
         f"{_date(cal, visit.start, (style + 1) % 3)} for {visit.reason}. "
         f"{'She' if person.sex == 'female' else 'He'} lives at {person.line} in {person.city} and can be "
         f"reached at {person.phone}.",
@@ -78,36 +94,58 @@ def progress_note(cal: Calendar, visit: Visit, *, age: int, problems: Sequence[s
     ]
     if visit.labs:
         lines.append("LABS: " + "; ".join(f"{name} {value}" for name, value in visit.labs.items()))
-    lines += ["", *_list("PROBLEM LIST", problems), *_list("MEDICATIONS", medications), "",
-              *_list("ASSESSMENT AND PLAN", visit.plan or ["Continue current management."]), "",
-              f"Return to clinic as needed. Patient {person.given} {person.family} (MRN {person.mrn}) "
-              f"verbalized understanding.",
-              f"Electronically signed by {visit.clinician.name} on {_date(cal, visit.end, style)}."]
+    lines += [
+        "",
+        *_list("PROBLEM LIST", problems),
+        *_list("MEDICATIONS", medications),
+        "",
+        *_list("ASSESSMENT AND PLAN", visit.plan or ["Continue current management."]),
+        "",
+        f"Return to clinic as needed. Patient {person.given} {person.family} (MRN {person.mrn}) "
+        f"verbalized understanding.",
+        f"Electronically signed by {visit.clinician.name} on {_date(cal, visit.end, style)}.",
+    ]
     return "\n".join(lines)
 
 
-def emergency_note(cal: Calendar, visit: Visit, *, age: int, problems: Sequence[str], disposition: str,
-                   style: int) -> str:
+def emergency_note(
+    cal: Calendar, visit: Visit, *, age: int, problems: Sequence[str], disposition: str, style: int
+) -> str:
     person = visit.person
     lines = _header(cal, "EMERGENCY DEPARTMENT NOTE", visit, age, style)
     lines += [
         f"CHIEF COMPLAINT: {visit.reason}",
         "",
-        f"HPI: {person.given} {person.family} is a {age}-year-old who arrived on {_date(cal, visit.start, 1)} "
+        f"HPI: {person.given} {person.family} is {_aged(age)} who arrived on {_date(cal, visit.start, 1)} "
         f"with {visit.reason.lower()}. Emergency contact number on file {person.phone}.",
         "",
         _vitals_line(visit),
     ]
     if visit.labs:
         lines.append("LABS: " + "; ".join(f"{name} {value}" for name, value in visit.labs.items()))
-    lines += ["", *_list("PAST MEDICAL HISTORY", problems), "", *_list("MEDICAL DECISION MAKING", visit.plan),
-              "", f"DISPOSITION: {disposition}",
-              f"Signed: {visit.clinician.name}, {_date(cal, visit.end, style)}"]
+    lines += [
+        "",
+        *_list("PAST MEDICAL HISTORY", problems),
+        "",
+        *_list("MEDICAL DECISION MAKING", visit.plan),
+        "",
+        f"DISPOSITION: {disposition}",
+        f"Signed: {visit.clinician.name}, {_date(cal, visit.end, style)}",
+    ]
     return "\n".join(lines)
 
 
-def discharge_summary(cal: Calendar, visit: Visit, *, age: int, problems: Sequence[str],
-                      medications: Sequence[str], disposition: str, readmission: bool, style: int) -> str:
+def discharge_summary(
+    cal: Calendar,
+    visit: Visit,
+    *,
+    age: int,
+    problems: Sequence[str],
+    medications: Sequence[str],
+    disposition: str,
+    readmission: bool,
+    style: int,
+) -> str:
     person = visit.person
     stay = max(visit.end - visit.start, 1)
     lines = _header(cal, "DISCHARGE SUMMARY", visit, age, style)
@@ -116,7 +154,7 @@ def discharge_summary(cal: Calendar, visit: Visit, *, age: int, problems: Sequen
         f"Length of stay: {stay} day{'s' if stay != 1 else ''}",
         f"Principal diagnosis: {visit.reason}",
         "",
-        f"HOSPITAL COURSE: {_title(person)} is a {age}-year-old admitted on {_date(cal, visit.start, 1)} "
+        f"HOSPITAL COURSE: {_title(person)} is {_aged(age)} admitted on {_date(cal, visit.start, 1)} "
         f"with {visit.reason.lower()}."
         + (" This is an unplanned readmission within 30 days of a previous discharge." if readmission else "")
         + f" {'She' if person.sex == 'female' else 'He'} was treated and monitored on the medical ward.",
@@ -125,9 +163,13 @@ def discharge_summary(cal: Calendar, visit: Visit, *, age: int, problems: Sequen
     ]
     if visit.labs:
         lines.append("LABS: " + "; ".join(f"{name} {value}" for name, value in visit.labs.items()))
-    lines += ["", *_list("ACTIVE PROBLEMS", problems), *_list("DISCHARGE MEDICATIONS", medications), "",
-              f"DISPOSITION: {disposition}",
-              f"FOLLOW-UP: primary care within 7 days. Home address on file: {person.address_text}. "
-              f"Phone {person.phone}.",
-              f"Dictated by {visit.clinician.name} on {_date(cal, visit.end, 2)}."]
+    lines += [
+        "",
+        *_list("ACTIVE PROBLEMS", problems),
+        *_list("DISCHARGE MEDICATIONS", medications),
+        "",
+        f"DISPOSITION: {disposition}",
+        f"FOLLOW-UP: primary care within 7 days. Home address on file: {person.address_text}. Phone {person.phone}.",
+        f"Dictated by {visit.clinician.name} on {_date(cal, visit.end, 2)}.",
+    ]
     return "\n".join(lines)

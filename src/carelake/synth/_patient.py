@@ -38,8 +38,22 @@ INTAKE, WELLNESS, SICK, EMERGENCY, ADMIT, READMIT, DIAGNOSE, DIABETES_ONSET, DEA
 # SEER: the commonest sites among prevalent cancers, by sex.
 _CANCER_SITES_FEMALE = Weighted([("cancer_breast", 0.55), ("cancer_lung", 0.15), ("cancer", 0.3)])
 _CANCER_SITES_MALE = Weighted([("cancer_prostate", 0.5), ("cancer_lung", 0.2), ("cancer", 0.3)])
-PREVALENT = ("t2d", "htn", "hld", "cad", "mi", "afib", "hf", "stroke", "ckd3", "copd", "asthma", "depression",
-             "dementia", "cancer")
+PREVALENT = (
+    "t2d",
+    "htn",
+    "hld",
+    "cad",
+    "mi",
+    "afib",
+    "hf",
+    "stroke",
+    "ckd3",
+    "copd",
+    "asthma",
+    "depression",
+    "dementia",
+    "cancer",
+)
 
 
 class Truth:
@@ -106,15 +120,28 @@ class PatientState:
             birth = start - int(age * 365.25) - d.between(0, 364)
             entry = start if d.chance(0.65) else start + d.between(0, max(span - 60, 0))
         self.birth, self.entry = birth, entry
-        self.person = draw_person(d, sex=sex, birth=birth, race=race, ethnicity=ethnicity,
-                                  age=int((end - birth) / 365.25), mrn_system=MRN_SYSTEM)
+        self.person = draw_person(
+            d,
+            sex=sex,
+            birth=birth,
+            race=race,
+            ethnicity=ethnicity,
+            age=int((end - birth) / 365.25),
+            mrn_system=MRN_SYSTEM,
+        )
         self.female = sex == "female"
         self.race, self.ethnicity = race, ethnicity
         self.group = diabetes_group(race, ethnicity)
         age_at_entry = self.age(entry)
         self.family_history = d.chance(0.30 + (0.08 if self.group in ("hispanic", "black", "aian") else 0.0))
-        self.body = Body(d, sex=sex, race=race, ethnicity=ethnicity, age_at_start=max(age_at_entry, 0.0),
-                         family_history=self.family_history)
+        self.body = Body(
+            d,
+            sex=sex,
+            race=race,
+            ethnicity=ethnicity,
+            age_at_start=max(age_at_entry, 0.0),
+            family_history=self.family_history,
+        )
         world = ctx.world
         self.clinic: Site = d.pick(world.clinics)
         self.gp = d.pick(self.clinic.clinicians)
@@ -172,13 +199,21 @@ class PatientState:
             self.dup_ref = {"reference": f"Patient/{dup_id}"}
             self.dup_from = entry + int(noise.uniform(0.0, 0.6) * (end - entry))
             self.dup_share = noise.uniform(0.3, 0.8)
-            ctx.truth.duplicates.append({"patient_id": patient_id, "duplicate_patient_id": dup_id,
-                                         "changes": ";".join(changes)})
-        self.patient_resource = self.chart.patient(patient_id, self.person, adult=self.age(end) >= 18,
-                                                   gp=self.gp, clinic=self.clinic, payer=self.payer)
+            ctx.truth.duplicates.append(
+                {"patient_id": patient_id, "duplicate_patient_id": dup_id, "changes": ";".join(changes)}
+            )
+        self.patient_resource = self.chart.patient(
+            patient_id, self.person, adult=self.age(end) >= 18, gp=self.gp, clinic=self.clinic, payer=self.payer
+        )
         if self.dup_person is not None and self.dup_ref is not None:
-            self.chart.patient(self.dup_ref["reference"][8:], self.dup_person, adult=self.age(end) >= 18,
-                               gp=self.gp, clinic=self.clinic, payer=self.payer)
+            self.chart.patient(
+                self.dup_ref["reference"][8:],
+                self.dup_person,
+                adult=self.age(end) >= 18,
+                gp=self.gp,
+                clinic=self.clinic,
+                payer=self.payer,
+            )
         self._draw_prevalent(entry, age_at_entry)
 
     # ------------------------------------------------------------ helpers
@@ -212,8 +247,12 @@ class PatientState:
         return "never"
 
     def _subject(self, day: int) -> tuple[dict[str, str], Person]:
-        if self.dup_ref is not None and self.dup_person is not None and day >= self.dup_from and (
-                not self.dup_used or self.ctx.noise.u() < self.dup_share):
+        if (
+            self.dup_ref is not None
+            and self.dup_person is not None
+            and day >= self.dup_from
+            and (not self.dup_used or self.ctx.noise.u() < self.dup_share)
+        ):
             self.dup_used = True
             return self.dup_ref, self.dup_person
         return self.ref, self.person
@@ -226,8 +265,9 @@ class PatientState:
         return sum(1 for c in self.meds.values() if c.start <= day and (c.stop is None or c.stop > day))
 
     def _factors(self, day: int) -> RiskFactors:
-        return RiskFactors(self.body.bmi(self.age(day)), self.smoking, self.race, self.deprivation,
-                           frozenset(self.conditions))
+        return RiskFactors(
+            self.body.bmi(self.age(day)), self.smoking, self.race, self.deprivation, frozenset(self.conditions)
+        )
 
     def _stamp(self, day: int, minute: int) -> dt.datetime:
         return dt.datetime.combine(self.cal.to_date(day), dt.time(minute // 60, minute % 60), tzinfo=_UTC)
@@ -240,8 +280,14 @@ class PatientState:
                 if age < 18:
                     continue
                 rate = PREVALENCE["t2d"][age_band(age)] * min(
-                    2.5, 0.8 * exp(0.08 * (self.body.bmi(age) - 29.0) + 0.5 * self.family_history
-                                   + DIABETES.ethnicity.get(self.group, 0.0)))
+                    2.5,
+                    0.8
+                    * exp(
+                        0.08 * (self.body.bmi(age) - 29.0)
+                        + 0.5 * self.family_history
+                        + DIABETES.ethnicity.get(self.group, 0.0)
+                    ),
+                )
             else:
                 rate = PREVALENCE[key][age_band(age)]
                 if rate <= 0.0:
@@ -281,8 +327,11 @@ class PatientState:
         return [CONDITIONS[self._coded(key)].snomed_display for key in self.conditions if key in self.problem_refs]
 
     def _medications(self, day: int) -> list[str]:
-        return [c.resource["medicationCodeableConcept"]["text"] for c in self.meds.values()
-                if c.start <= day and (c.stop is None or c.stop > day)]
+        return [
+            c.resource["medicationCodeableConcept"]["text"]
+            for c in self.meds.values()
+            if c.start <= day and (c.stop is None or c.stop > day)
+        ]
 
     def _death_event(self, day: int) -> None:
         d = self.d
@@ -308,12 +357,24 @@ class PatientState:
 
     def _diabetes_hazard(self, year: int, *, hypertension: bool) -> float:
         """The model's yearly hazard with the patient's state on 1 January of ``year``."""
-        age = self.age(self.cal.day(year)) if year > self.cal.year(self.entry) else self.age(
-            max(self.cal.day(year), self.entry))
+        age = (
+            self.age(self.cal.day(year))
+            if year > self.cal.year(self.entry)
+            else self.age(max(self.cal.day(year), self.entry))
+        )
         body = self.body
-        return logistic(DIABETES.logit(age=age, bmi=body.bmi(age), family_history=self.family_history,
-                                       hypertension=hypertension, glucose=body.fasting_glucose(age),
-                                       glucose_trend=body.fpg_slope, activity=body.activity, group=self.group))
+        return logistic(
+            DIABETES.logit(
+                age=age,
+                bmi=body.bmi(age),
+                family_history=self.family_history,
+                hypertension=hypertension,
+                glucose=body.fasting_glucose(age),
+                glucose_trend=body.fpg_slope,
+                activity=body.activity,
+                group=self.group,
+            )
+        )
 
     def _diabetes_index(self, visit: Visit, day: int) -> None:
         """Record the model's 5-year probability of a diagnosis as seen from this visit."""
@@ -337,17 +398,26 @@ class PatientState:
             no_htn *= 1.0 - q
         probability = 1.0 - survive_rest * (no_htn + with_htn)
         age = self.age(day)
-        self.dm_rows.append({
-            "patient_id": self.id, "encounter_id": visit.id, "index_date": self.cal.to_date(day),
-            "age": round(age, 2), "bmi": round(self.body.bmi(age), 2), "family_history": self.family_history,
-            "hypertension": "htn" in self.conditions,
-            "fasting_glucose_latent": round(self.body.fasting_glucose(age), 2),
-            "glucose_trend_per_year": round(self.body.fpg_slope, 3),
-            "activity_min_week": round(self.body.activity, 1), "ethnicity_group": self.group,
-            "hazard_index_year": hazard, "probability_5y": probability,
-            "horizon_end": dt.date(year + 5, 12, 31), "_day": day, "_horizon": self.cal.day(year + 5, 12, 31)
-            if year + 5 <= self.cal.last_year else 10**9,
-        })
+        self.dm_rows.append(
+            {
+                "patient_id": self.id,
+                "encounter_id": visit.id,
+                "index_date": self.cal.to_date(day),
+                "age": round(age, 2),
+                "bmi": round(self.body.bmi(age), 2),
+                "family_history": self.family_history,
+                "hypertension": "htn" in self.conditions,
+                "fasting_glucose_latent": round(self.body.fasting_glucose(age), 2),
+                "glucose_trend_per_year": round(self.body.fpg_slope, 3),
+                "activity_min_week": round(self.body.activity, 1),
+                "ethnicity_group": self.group,
+                "hazard_index_year": hazard,
+                "probability_5y": probability,
+                "horizon_end": dt.date(year + 5, 12, 31),
+                "_day": day,
+                "_horizon": self.cal.day(year + 5, 12, 31) if year + 5 <= self.cal.last_year else 10**9,
+            }
+        )
 
     def _project(self, year: int) -> tuple[float, float, float]:
         """Diabetes hazards without and with hypertension, and the hypertension rate, for a future full year."""
@@ -355,7 +425,10 @@ class PatientState:
         if known is None:
             age = self.age(self.cal.day(year))
             factors = RiskFactors(self.body.bmi(age), self.smoking, self.race, self.deprivation, frozenset())
-            known = (self._diabetes_hazard(year, hypertension=False), self._diabetes_hazard(year, hypertension=True),
-                     yearly_rate("htn", age, factors, INCIDENCE))
+            known = (
+                self._diabetes_hazard(year, hypertension=False),
+                self._diabetes_hazard(year, hypertension=True),
+                yearly_rate("htn", age, factors, INCIDENCE),
+            )
             self._projection[year] = known
         return known

@@ -63,8 +63,18 @@ INCIDENCE: dict[str, tuple[float, float, float, float, float]] = {
 CKD_PROGRESSION = 0.04  # stage 3 -> stage 4 per year
 
 # Charlson-type weights (Charlson et al. 1987 groups; chronic pulmonary disease counted once).
-CHARLSON_WEIGHTS = {"mi": 1, "hf": 1, "stroke": 1, "dementia": 1, "copd": 1, "asthma": 1, "t2d": 1,
-                    "ckd3": 2, "ckd4": 2, "cancer": 2}
+CHARLSON_WEIGHTS = {
+    "mi": 1,
+    "hf": 1,
+    "stroke": 1,
+    "dementia": 1,
+    "copd": 1,
+    "asthma": 1,
+    "t2d": 1,
+    "ckd3": 2,
+    "ckd4": 2,
+    "cancer": 2,
+}
 
 
 def charlson(conditions: dict[str, int] | set[str] | frozenset[str]) -> int:
@@ -103,17 +113,33 @@ def relative_risk(key: str, f: RiskFactors) -> float:
     if key == "copd":
         return {"current": 4.0, "some-days": 3.0, "former": 2.0, "never": 0.3}[f.smoking] / 1.3
     if key == "hf":
-        return ((1.8 if "htn" in c else 1.0) * (2.5 if "cad" in c or "mi" in c else 1.0)
-                * (1.8 if "t2d" in c else 1.0) * (1.8 if "afib" in c else 1.0) / 2.0)
+        return (
+            (1.8 if "htn" in c else 1.0)
+            * (2.5 if "cad" in c or "mi" in c else 1.0)
+            * (1.8 if "t2d" in c else 1.0)
+            * (1.8 if "afib" in c else 1.0)
+            / 2.0
+        )
     if key in ("cad", "mi"):
         smoker = f.smoking in ("current", "some-days")
-        return ((2.0 if smoker else 1.0) * (1.8 if "t2d" in c else 1.0) * (1.4 if "htn" in c else 1.0)
-                * (1.4 if "hld" in c else 1.0) * (2.0 if key == "mi" and "cad" in c else 1.0) / 1.9)
+        return (
+            (2.0 if smoker else 1.0)
+            * (1.8 if "t2d" in c else 1.0)
+            * (1.4 if "htn" in c else 1.0)
+            * (1.4 if "hld" in c else 1.0)
+            * (2.0 if key == "mi" and "cad" in c else 1.0)
+            / 1.9
+        )
     if key == "afib":
         return (1.4 if "htn" in c else 1.0) * (1.5 if "hf" in c else 1.0) / 1.2
     if key == "stroke":
-        return ((2.0 if "afib" in c else 1.0) * (1.5 if "htn" in c else 1.0) * (1.4 if "t2d" in c else 1.0)
-                * (1.5 if f.smoking in ("current", "some-days") else 1.0) / 1.5)
+        return (
+            (2.0 if "afib" in c else 1.0)
+            * (1.5 if "htn" in c else 1.0)
+            * (1.4 if "t2d" in c else 1.0)
+            * (1.5 if f.smoking in ("current", "some-days") else 1.0)
+            / 1.5
+        )
     if key == "depression":
         return 1.0 + 0.25 * max(f.deprivation, 0.0)
     if key == "cancer":
@@ -138,24 +164,49 @@ class DiabetesModel:
     """Yearly hazard of a type 2 diabetes diagnosis: ``h = logistic(z)`` with ``z`` the sum below."""
 
     intercept: float = -6.7
-    age: float = 0.035              # per year of age above 50
-    bmi: float = 0.09               # per kg/m2 above 27
+    age: float = 0.035  # per year of age above 50
+    bmi: float = 0.09  # per kg/m2 above 27
     family_history: float = 0.65
     hypertension: float = 0.45
-    glucose: float = 0.08           # per mg/dL of fasting glucose above 100 (capped at 140)
-    glucose_trend: float = 0.35     # per mg/dL/year rise in fasting glucose
-    activity: float = -0.35         # per 100 min/week of moderate-to-vigorous activity (capped at 300)
-    ethnicity: dict[str, float] = field(default_factory=lambda: {
-        "white": 0.0, "black": 0.5, "asian": 0.3, "aian": 0.7, "nhpi": 0.5, "other": 0.2, "multiple": 0.2,
-        "hispanic": 0.45,
-    })
+    glucose: float = 0.08  # per mg/dL of fasting glucose above 100 (capped at 140)
+    glucose_trend: float = 0.35  # per mg/dL/year rise in fasting glucose
+    activity: float = -0.35  # per 100 min/week of moderate-to-vigorous activity (capped at 300)
+    ethnicity: dict[str, float] = field(
+        default_factory=lambda: {
+            "white": 0.0,
+            "black": 0.5,
+            "asian": 0.3,
+            "aian": 0.7,
+            "nhpi": 0.5,
+            "other": 0.2,
+            "multiple": 0.2,
+            "hispanic": 0.45,
+        }
+    )
 
-    def logit(self, *, age: float, bmi: float, family_history: bool, hypertension: bool, glucose: float,
-              glucose_trend: float, activity: float, group: str) -> float:
-        return (self.intercept + self.age * (age - 50.0) + self.bmi * (bmi - 27.0)
-                + self.family_history * family_history + self.hypertension * hypertension
-                + self.glucose * (min(glucose, 140.0) - 100.0) + self.glucose_trend * glucose_trend
-                + self.activity * min(activity, 300.0) / 100.0 + self.ethnicity.get(group, 0.0))
+    def logit(
+        self,
+        *,
+        age: float,
+        bmi: float,
+        family_history: bool,
+        hypertension: bool,
+        glucose: float,
+        glucose_trend: float,
+        activity: float,
+        group: str,
+    ) -> float:
+        return (
+            self.intercept
+            + self.age * (age - 50.0)
+            + self.bmi * (bmi - 27.0)
+            + self.family_history * family_history
+            + self.hypertension * hypertension
+            + self.glucose * (min(glucose, 140.0) - 100.0)
+            + self.glucose_trend * glucose_trend
+            + self.activity * min(activity, 300.0) / 100.0
+            + self.ethnicity.get(group, 0.0)
+        )
 
 
 DIABETES = DiabetesModel()
@@ -173,27 +224,55 @@ def diabetes_group(race: str, ethnicity: str) -> str:
 class ReadmissionModel:
     """Probability of an unplanned readmission within 30 days of a discharge: ``p = logistic(z)``."""
 
-    intercept: float = -4.1
-    age: float = 0.22                    # per decade above 65
-    charlson: float = 0.30               # per point (capped at 10)
-    prior_admissions: float = 0.15       # per admission in the 12 months before this one (capped at 4)
-    ed_visits: float = 0.10              # per ED visit in the 6 months before admission (capped at 4)
-    length_of_stay: float = 0.50         # per unit of ln(days)
-    polypharmacy: float = 0.65           # five or more active medications at discharge
-    housing: float = 1.00
-    food: float = 0.65
-    transport: float = 0.75
-    disposition: dict[str, float] = field(default_factory=lambda: {
-        "home": 0.0, "alt-home": 0.35, "snf": 0.65, "rehab": 0.40, "hosp": 0.0, "aadvice": 1.0, "exp": 0.0,
-    })
+    intercept: float = -3.75
+    age: float = 0.19  # per decade above 65
+    charlson: float = 0.26  # per point (capped at 10)
+    prior_admissions: float = 0.13  # per admission in the 12 months before this one (capped at 4)
+    ed_visits: float = 0.09  # per ED visit in the 6 months before admission (capped at 4)
+    length_of_stay: float = 0.43  # per unit of ln(days)
+    polypharmacy: float = 0.55  # five or more active medications at discharge
+    housing: float = 0.85
+    food: float = 0.55
+    transport: float = 0.65
+    disposition: dict[str, float] = field(
+        default_factory=lambda: {
+            "home": 0.0,
+            "alt-home": 0.30,
+            "snf": 0.55,
+            "rehab": 0.34,
+            "hosp": 0.0,
+            "aadvice": 0.85,
+            "exp": 0.0,
+        }
+    )
 
-    def logit(self, *, age: float, charlson: int, prior_admissions: int, ed_visits: int, length_of_stay: int,
-              disposition: str, active_medications: int, housing: bool, food: bool, transport: bool) -> float:
-        return (self.intercept + self.age * (age - 65.0) / 10.0 + self.charlson * min(charlson, 10)
-                + self.prior_admissions * min(prior_admissions, 4) + self.ed_visits * min(ed_visits, 4)
-                + self.length_of_stay * log(max(length_of_stay, 1)) + self.disposition[disposition]
-                + self.polypharmacy * (active_medications >= 5)
-                + self.housing * housing + self.food * food + self.transport * transport)
+    def logit(
+        self,
+        *,
+        age: float,
+        charlson: int,
+        prior_admissions: int,
+        ed_visits: int,
+        length_of_stay: int,
+        disposition: str,
+        active_medications: int,
+        housing: bool,
+        food: bool,
+        transport: bool,
+    ) -> float:
+        return (
+            self.intercept
+            + self.age * (age - 65.0) / 10.0
+            + self.charlson * min(charlson, 10)
+            + self.prior_admissions * min(prior_admissions, 4)
+            + self.ed_visits * min(ed_visits, 4)
+            + self.length_of_stay * log(max(length_of_stay, 1))
+            + self.disposition[disposition]
+            + self.polypharmacy * (active_medications >= 5)
+            + self.housing * housing
+            + self.food * food
+            + self.transport * transport
+        )
 
 
 READMISSION = ReadmissionModel()

@@ -90,74 +90,176 @@ CONDITIONS: dict[str, ConditionCode] = {
     for c in (
         # chronic
         ConditionCode("htn", "59621000", "Essential hypertension", "I10", "Essential (primary) hypertension"),
-        ConditionCode("t2d", "44054006", "Diabetes mellitus type 2", "E11.9",
-                      "Type 2 diabetes mellitus without complications", "diabetes"),
+        ConditionCode(
+            "t2d",
+            "44054006",
+            "Diabetes mellitus type 2",
+            "E11.9",
+            "Type 2 diabetes mellitus without complications",
+            "diabetes",
+        ),
         ConditionCode("prediabetes", "15777000", "Prediabetes", "R73.03", "Prediabetes"),
         ConditionCode("hld", "55822004", "Hyperlipidemia", "E78.5", "Hyperlipidemia, unspecified"),
         ConditionCode("obesity", "414916001", "Obesity", "E66.9", "Obesity, unspecified"),
-        ConditionCode("ckd3", "433144002", "Chronic kidney disease stage 3", "N18.30",
-                      "Chronic kidney disease, stage 3 unspecified", "renal"),
-        ConditionCode("ckd4", "431857002", "Chronic kidney disease stage 4", "N18.4",
-                      "Chronic kidney disease, stage 4 (severe)", "renal"),
-        ConditionCode("copd", "13645005", "Chronic obstructive lung disease", "J44.9",
-                      "Chronic obstructive pulmonary disease, unspecified", "pulmonary"),
+        ConditionCode(
+            "ckd3",
+            "433144002",
+            "Chronic kidney disease stage 3",
+            "N18.30",
+            "Chronic kidney disease, stage 3 unspecified",
+            "renal",
+        ),
+        ConditionCode(
+            "ckd4",
+            "431857002",
+            "Chronic kidney disease stage 4",
+            "N18.4",
+            "Chronic kidney disease, stage 4 (severe)",
+            "renal",
+        ),
+        ConditionCode(
+            "copd",
+            "13645005",
+            "Chronic obstructive lung disease",
+            "J44.9",
+            "Chronic obstructive pulmonary disease, unspecified",
+            "pulmonary",
+        ),
         ConditionCode("asthma", "195967001", "Asthma", "J45.909", "Unspecified asthma, uncomplicated", "pulmonary"),
         ConditionCode("hf", "84114007", "Heart failure", "I50.9", "Heart failure, unspecified", "chf"),
-        ConditionCode("cad", "53741008", "Coronary arteriosclerosis", "I25.10",
-                      "Atherosclerotic heart disease of native coronary artery without angina pectoris"),
-        ConditionCode("mi", "399211009", "History of myocardial infarction", "I25.2", "Old myocardial infarction",
-                      "mi"),
+        ConditionCode(
+            "cad",
+            "53741008",
+            "Coronary arteriosclerosis",
+            "I25.10",
+            "Atherosclerotic heart disease of native coronary artery without angina pectoris",
+        ),
+        ConditionCode(
+            "mi", "399211009", "History of myocardial infarction", "I25.2", "Old myocardial infarction", "mi"
+        ),
         ConditionCode("afib", "49436004", "Atrial fibrillation", "I48.91", "Unspecified atrial fibrillation"),
-        ConditionCode("stroke", "230690007", "Cerebrovascular accident", "I63.9", "Cerebral infarction, unspecified",
-                      "cerebrovascular"),
-        ConditionCode("dementia", "52448006", "Dementia", "F03.90",
-                      "Unspecified dementia without behavioral disturbance", "dementia"),
-        ConditionCode("depression", "370143000", "Major depressive disorder", "F32.9",
-                      "Major depressive disorder, single episode, unspecified"),
-        ConditionCode("cancer", "363406005", "Malignant neoplasm of colon", "C18.9",
-                      "Malignant neoplasm of colon, unspecified", "malignancy"),
-        ConditionCode("cancer_breast", "254837009", "Malignant neoplasm of breast", "C50.919",
-                      "Malignant neoplasm of unspecified site of unspecified female breast", "malignancy"),
-        ConditionCode("cancer_prostate", "399068003", "Malignant tumor of prostate", "C61",
-                      "Malignant neoplasm of prostate", "malignancy"),
-        ConditionCode("cancer_lung", "363358000", "Malignant tumor of lung", "C34.90",
-                      "Malignant neoplasm of unspecified part of unspecified bronchus or lung", "malignancy"),
+        ConditionCode(
+            "stroke",
+            "230690007",
+            "Cerebrovascular accident",
+            "I63.9",
+            "Cerebral infarction, unspecified",
+            "cerebrovascular",
+        ),
+        ConditionCode(
+            "dementia",
+            "52448006",
+            "Dementia",
+            "F03.90",
+            "Unspecified dementia without behavioral disturbance",
+            "dementia",
+        ),
+        ConditionCode(
+            "depression",
+            "370143000",
+            "Major depressive disorder",
+            "F32.9",
+            "Major depressive disorder, single episode, unspecified",
+        ),
+        ConditionCode(
+            "cancer",
+            "363406005",
+            "Malignant neoplasm of colon",
+            "C18.9",
+            "Malignant neoplasm of colon, unspecified",
+            "malignancy",
+        ),
+        ConditionCode(
+            "cancer_breast",
+            "254837009",
+            "Malignant neoplasm of breast",
+            "C50.919",
+            "Malignant neoplasm of unspecified site of unspecified female breast",
+            "malignancy",
+        ),
+        ConditionCode(
+            "cancer_prostate",
+            "399068003",
+            "Malignant tumor of prostate",
+            "C61",
+            "Malignant neoplasm of prostate",
+            "malignancy",
+        ),
+        ConditionCode(
+            "cancer_lung",
+            "363358000",
+            "Malignant tumor of lung",
+            "C34.90",
+            "Malignant neoplasm of unspecified part of unspecified bronchus or lung",
+            "malignancy",
+        ),
         # acute, recorded as encounter diagnoses
-        ConditionCode("uri", "54150009", "Upper respiratory infection", "J06.9",
-                      "Acute upper respiratory infection, unspecified"),
+        ConditionCode(
+            "uri", "54150009", "Upper respiratory infection", "J06.9", "Acute upper respiratory infection, unspecified"
+        ),
         ConditionCode("bronchitis", "10509002", "Acute bronchitis", "J20.9", "Acute bronchitis, unspecified"),
         ConditionCode("sinusitis", "444814009", "Viral sinusitis", "J01.90", "Acute sinusitis, unspecified"),
         ConditionCode("otitis", "65363002", "Otitis media", "H66.90", "Otitis media, unspecified, unspecified ear"),
         ConditionCode("backpain", "161891005", "Backache", "M54.9", "Dorsalgia, unspecified"),
-        ConditionCode("sprain", "44465007", "Sprain of ankle", "S93.409A",
-                      "Sprain of unspecified ligament of unspecified ankle, initial encounter"),
-        ConditionCode("uti", "68566005", "Urinary tract infectious disease", "N39.0",
-                      "Urinary tract infection, site not specified"),
-        ConditionCode("gastroenteritis", "25374005", "Gastroenteritis", "K52.9",
-                      "Noninfective gastroenteritis and colitis, unspecified"),
+        ConditionCode(
+            "sprain",
+            "44465007",
+            "Sprain of ankle",
+            "S93.409A",
+            "Sprain of unspecified ligament of unspecified ankle, initial encounter",
+        ),
+        ConditionCode(
+            "uti",
+            "68566005",
+            "Urinary tract infectious disease",
+            "N39.0",
+            "Urinary tract infection, site not specified",
+        ),
+        ConditionCode(
+            "gastroenteritis",
+            "25374005",
+            "Gastroenteritis",
+            "K52.9",
+            "Noninfective gastroenteritis and colitis, unspecified",
+        ),
         ConditionCode("chestpain", "29857009", "Chest pain", "R07.9", "Chest pain, unspecified"),
         ConditionCode("syncope", "271594007", "Syncope", "R55", "Syncope and collapse"),
         ConditionCode("abdpain", "21522001", "Abdominal pain", "R10.9", "Unspecified abdominal pain"),
-        ConditionCode("migraine", "37796009", "Migraine", "G43.909",
-                      "Migraine, unspecified, not intractable, without status migrainosus"),
+        ConditionCode(
+            "migraine",
+            "37796009",
+            "Migraine",
+            "G43.909",
+            "Migraine, unspecified, not intractable, without status migrainosus",
+        ),
         ConditionCode("pneumonia", "233604007", "Pneumonia", "J18.9", "Pneumonia, unspecified organism"),
         ConditionCode("sepsis", "91302008", "Sepsis", "A41.9", "Sepsis, unspecified organism"),
-        ConditionCode("chf_exacerbation", "42343007", "Congestive heart failure", "I50.9",
-                      "Heart failure, unspecified"),
-        ConditionCode("copd_exacerbation", "195951007",
-                      "Acute exacerbation of chronic obstructive airways disease", "J44.1",
-                      "Chronic obstructive pulmonary disease with (acute) exacerbation"),
+        ConditionCode(
+            "chf_exacerbation", "42343007", "Congestive heart failure", "I50.9", "Heart failure, unspecified"
+        ),
+        ConditionCode(
+            "copd_exacerbation",
+            "195951007",
+            "Acute exacerbation of chronic obstructive airways disease",
+            "J44.1",
+            "Chronic obstructive pulmonary disease with (acute) exacerbation",
+        ),
         ConditionCode("ami", "22298006", "Myocardial infarction", "I21.9", "Acute myocardial infarction, unspecified"),
-        ConditionCode("hip_fracture", "5913000", "Fracture of neck of femur", "S72.009A",
-                      "Fracture of unspecified part of neck of unspecified femur, initial encounter"),
+        ConditionCode(
+            "hip_fracture",
+            "5913000",
+            "Fracture of neck of femur",
+            "S72.009A",
+            "Fracture of unspecified part of neck of unspecified femur, initial encounter",
+        ),
         ConditionCode("cellulitis", "128045006", "Cellulitis", "L03.90", "Cellulitis, unspecified"),
         ConditionCode("aki", "14669001", "Acute renal failure syndrome", "N17.9", "Acute kidney failure, unspecified"),
-        ConditionCode("gi_bleed", "74474003", "Gastrointestinal hemorrhage", "K92.2",
-                      "Gastrointestinal hemorrhage, unspecified"),
+        ConditionCode(
+            "gi_bleed", "74474003", "Gastrointestinal hemorrhage", "K92.2", "Gastrointestinal hemorrhage, unspecified"
+        ),
         ConditionCode("appendicitis", "74400008", "Appendicitis", "K37", "Unspecified appendicitis"),
         ConditionCode("cholecystitis", "76581006", "Cholecystitis", "K81.9", "Cholecystitis, unspecified"),
-        ConditionCode("knee_oa", "239873007", "Osteoarthritis of knee", "M17.9",
-                      "Osteoarthritis of knee, unspecified"),
+        ConditionCode("knee_oa", "239873007", "Osteoarthritis of knee", "M17.9", "Osteoarthritis of knee, unspecified"),
     )
 }
 
@@ -169,8 +271,22 @@ _CONDITION_CONCEPTS: dict[str, dict[str, Any]] = {
     for c in CONDITIONS.values()
 }
 
-CHRONIC = ("htn", "t2d", "hld", "ckd3", "copd", "asthma", "hf", "cad", "mi", "afib", "stroke", "dementia",
-           "depression", "cancer")
+CHRONIC = (
+    "htn",
+    "t2d",
+    "hld",
+    "ckd3",
+    "copd",
+    "asthma",
+    "hf",
+    "cad",
+    "mi",
+    "afib",
+    "stroke",
+    "dementia",
+    "depression",
+    "cancer",
+)
 
 CONDITION_CATEGORY_PROBLEM = [category(CONDITION_CATEGORY, "problem-list-item", "Problem List Item")]
 CONDITION_CATEGORY_ENCOUNTER = [category(CONDITION_CATEGORY, "encounter-diagnosis", "Encounter Diagnosis")]
@@ -205,28 +321,93 @@ QUANTITIES: dict[str, QuantityCode] = {
         QuantityCode("weight", "29463-7", "Body weight", "kg", 1, "vital-signs", (0.5, 350)),
         QuantityCode("height", "8302-2", "Body height", "cm", 1, "vital-signs", (30, 230)),
         QuantityCode("bmi", "39156-5", "Body mass index (BMI) [Ratio]", "kg/m2", 1, "vital-signs", (8, 90)),
-        QuantityCode("spo2", "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%", 0,
-                     "vital-signs", (50, 100), extra_loinc=("2708-6", "Oxygen saturation in Arterial blood")),
-        QuantityCode("hba1c", "4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 1, "laboratory",
-                     (3, 20), (4.0, 5.6)),
-        QuantityCode("glucose", "1558-6", "Fasting glucose [Mass/volume] in Serum or Plasma", "mg/dL", 0,
-                     "laboratory", (20, 1000), (70, 99)),
-        QuantityCode("cholesterol", "2093-3", "Cholesterol [Mass/volume] in Serum or Plasma", "mg/dL", 0,
-                     "laboratory", (50, 600), (0, 200)),
-        QuantityCode("hdl", "2085-9", "Cholesterol in HDL [Mass/volume] in Serum or Plasma", "mg/dL", 0,
-                     "laboratory", (5, 200), (40, 200)),
-        QuantityCode("ldl", "18262-6", "Cholesterol in LDL [Mass/volume] in Serum or Plasma by Direct assay",
-                     "mg/dL", 0, "laboratory", (10, 500), (0, 100)),
-        QuantityCode("triglycerides", "2571-8", "Triglyceride [Mass/volume] in Serum or Plasma", "mg/dL", 0,
-                     "laboratory", (10, 3000), (0, 150)),
-        QuantityCode("creatinine", "2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", 2,
-                     "laboratory", (0.1, 20), (0.6, 1.3)),
-        QuantityCode("egfr", "62238-1",
-                     "Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] in Serum, Plasma or "
-                     "Blood by Creatinine-based formula (CKD-EPI)", "mL/min/{1.73_m2}", 0, "laboratory",
-                     (2, 200), (60, 200)),
-        QuantityCode("activity", "89574-8", "Physical activity [Minutes/week]", "min/wk", 0, "social-history",
-                     (0, 2000)),
+        QuantityCode(
+            "spo2",
+            "59408-5",
+            "Oxygen saturation in Arterial blood by Pulse oximetry",
+            "%",
+            0,
+            "vital-signs",
+            (50, 100),
+            extra_loinc=("2708-6", "Oxygen saturation in Arterial blood"),
+        ),
+        QuantityCode(
+            "hba1c", "4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 1, "laboratory", (3, 20), (4.0, 5.6)
+        ),
+        QuantityCode(
+            "glucose",
+            "1558-6",
+            "Fasting glucose [Mass/volume] in Serum or Plasma",
+            "mg/dL",
+            0,
+            "laboratory",
+            (20, 1000),
+            (70, 99),
+        ),
+        QuantityCode(
+            "cholesterol",
+            "2093-3",
+            "Cholesterol [Mass/volume] in Serum or Plasma",
+            "mg/dL",
+            0,
+            "laboratory",
+            (50, 600),
+            (0, 200),
+        ),
+        QuantityCode(
+            "hdl",
+            "2085-9",
+            "Cholesterol in HDL [Mass/volume] in Serum or Plasma",
+            "mg/dL",
+            0,
+            "laboratory",
+            (5, 200),
+            (40, 200),
+        ),
+        QuantityCode(
+            "ldl",
+            "18262-6",
+            "Cholesterol in LDL [Mass/volume] in Serum or Plasma by Direct assay",
+            "mg/dL",
+            0,
+            "laboratory",
+            (10, 500),
+            (0, 100),
+        ),
+        QuantityCode(
+            "triglycerides",
+            "2571-8",
+            "Triglyceride [Mass/volume] in Serum or Plasma",
+            "mg/dL",
+            0,
+            "laboratory",
+            (10, 3000),
+            (0, 150),
+        ),
+        QuantityCode(
+            "creatinine",
+            "2160-0",
+            "Creatinine [Mass/volume] in Serum or Plasma",
+            "mg/dL",
+            2,
+            "laboratory",
+            (0.1, 20),
+            (0.6, 1.3),
+        ),
+        QuantityCode(
+            "egfr",
+            "62238-1",
+            "Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] in Serum, Plasma or "
+            "Blood by Creatinine-based formula (CKD-EPI)",
+            "mL/min/{1.73_m2}",
+            0,
+            "laboratory",
+            (2, 200),
+            (60, 200),
+        ),
+        QuantityCode(
+            "activity", "89574-8", "Physical activity [Minutes/week]", "min/wk", 0, "social-history", (0, 2000)
+        ),
     )
 }
 
@@ -260,17 +441,24 @@ HRSN_HOUSING_ANSWERS = {
     "worried": ("LA31994-9", "I have a place to live today, but I am worried about losing it in the future"),
     "none": ("LA31995-6", "I do not have a steady place to live"),
 }
-HRSN_FOOD_WORRY = ("88122-7", "Within the past 12 months we worried whether our food would run out before we "
-                              "got money to buy more [U.S. FSS]")
-HRSN_FOOD_RAN_OUT = ("88123-5", "Within the past 12 months the food we bought just didn't last and we didn't "
-                                "have money to get more [U.S. FSS]")
+HRSN_FOOD_WORRY = (
+    "88122-7",
+    "Within the past 12 months we worried whether our food would run out before we got money to buy more [U.S. FSS]",
+)
+HRSN_FOOD_RAN_OUT = (
+    "88123-5",
+    "Within the past 12 months the food we bought just didn't last and we didn't have money to get more [U.S. FSS]",
+)
 HRSN_FOOD_ANSWERS = {
     "often": ("LA28397-0", "Often true"),
     "sometimes": ("LA6729-3", "Sometimes true"),
     "never": ("LA28398-8", "Never true"),
 }
-HRSN_TRANSPORT = ("93030-5", "Has lack of transportation kept you from medical appointments, meetings, work, or "
-                             "from getting things needed for daily living")
+HRSN_TRANSPORT = (
+    "93030-5",
+    "Has lack of transportation kept you from medical appointments, meetings, work, or "
+    "from getting things needed for daily living",
+)
 HRSN_YES_NO = {"yes": ("LA33-6", "Yes"), "no": ("LA32-8", "No")}
 
 # ---------------------------------------------------------------- medications (RxNorm clinical drugs)
@@ -294,33 +482,72 @@ class Medication:
 MEDICATIONS: dict[str, Medication] = {
     m.key: m
     for m in (
-        Medication("metformin", "860975", "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet",
-                   "Take 1 tablet by mouth daily with the evening meal"),
-        Medication("insulin", "106892", "insulin isophane, human 70 UNT/ML / insulin, regular, human 30 UNT/ML "
-                   "Injectable Suspension [Humulin]", "Inject 20 units under the skin twice daily", 2),
+        Medication(
+            "metformin",
+            "860975",
+            "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet",
+            "Take 1 tablet by mouth daily with the evening meal",
+        ),
+        Medication(
+            "insulin",
+            "106892",
+            "insulin isophane, human 70 UNT/ML / insulin, regular, human 30 UNT/ML Injectable Suspension [Humulin]",
+            "Inject 20 units under the skin twice daily",
+            2,
+        ),
         Medication("lisinopril", "314076", "lisinopril 10 MG Oral Tablet", "Take 1 tablet by mouth daily"),
         Medication("amlodipine", "197361", "amlodipine 5 MG Oral Tablet", "Take 1 tablet by mouth daily"),
         Medication("hctz", "310798", "Hydrochlorothiazide 25 MG Oral Tablet", "Take 1 tablet by mouth every morning"),
         Medication("atorvastatin", "259255", "atorvastatin 80 MG Oral Tablet", "Take 1 tablet by mouth at bedtime"),
         Medication("simvastatin", "314231", "Simvastatin 10 MG Oral Tablet", "Take 1 tablet by mouth at bedtime"),
         Medication("furosemide", "313988", "Furosemide 40 MG Oral Tablet", "Take 1 tablet by mouth every morning"),
-        Medication("metoprolol", "866412", "24 HR metoprolol succinate 100 MG Extended Release Oral Tablet",
-                   "Take 1 tablet by mouth daily"),
+        Medication(
+            "metoprolol",
+            "866412",
+            "24 HR metoprolol succinate 100 MG Extended Release Oral Tablet",
+            "Take 1 tablet by mouth daily",
+        ),
         Medication("aspirin", "243670", "aspirin 81 MG Oral Tablet", "Take 1 tablet by mouth daily"),
-        Medication("warfarin", "855332", "warfarin sodium 5 MG Oral Tablet",
-                   "Take 1 tablet by mouth daily or as directed by the anticoagulation clinic"),
+        Medication(
+            "warfarin",
+            "855332",
+            "warfarin sodium 5 MG Oral Tablet",
+            "Take 1 tablet by mouth daily or as directed by the anticoagulation clinic",
+        ),
         Medication("apixaban", "1364445", "apixaban 5 MG Oral Tablet", "Take 1 tablet by mouth twice daily", 2),
-        Medication("albuterol", "745679", "200 ACTUAT Albuterol 0.09 MG/ACTUAT Metered Dose Inhaler",
-                   "Inhale 2 puffs every 4 to 6 hours as needed for wheezing"),
-        Medication("fluticasone", "895994", "120 ACTUAT fluticasone propionate 0.044 MG/ACTUAT Metered Dose Inhaler",
-                   "Inhale 2 puffs twice daily; rinse mouth after use", 2),
+        Medication(
+            "albuterol",
+            "745679",
+            "200 ACTUAT Albuterol 0.09 MG/ACTUAT Metered Dose Inhaler",
+            "Inhale 2 puffs every 4 to 6 hours as needed for wheezing",
+        ),
+        Medication(
+            "fluticasone",
+            "895994",
+            "120 ACTUAT fluticasone propionate 0.044 MG/ACTUAT Metered Dose Inhaler",
+            "Inhale 2 puffs twice daily; rinse mouth after use",
+            2,
+        ),
         Medication("sertraline", "312941", "sertraline 50 MG Oral Tablet", "Take 1 tablet by mouth daily"),
-        Medication("amoxicillin", "308192", "amoxicillin 500 MG Oral Tablet",
-                   "Take 1 tablet by mouth three times daily for 10 days", 3),
-        Medication("acetaminophen", "313782", "acetaminophen 325 MG Oral Tablet",
-                   "Take 2 tablets by mouth every 6 hours as needed for pain or fever"),
-        Medication("ibuprofen", "310965", "ibuprofen 200 MG Oral Tablet",
-                   "Take 2 tablets by mouth every 6 hours as needed for pain"),
+        Medication(
+            "amoxicillin",
+            "308192",
+            "amoxicillin 500 MG Oral Tablet",
+            "Take 1 tablet by mouth three times daily for 10 days",
+            3,
+        ),
+        Medication(
+            "acetaminophen",
+            "313782",
+            "acetaminophen 325 MG Oral Tablet",
+            "Take 2 tablets by mouth every 6 hours as needed for pain or fever",
+        ),
+        Medication(
+            "ibuprofen",
+            "310965",
+            "ibuprofen 200 MG Oral Tablet",
+            "Take 2 tablets by mouth every 6 hours as needed for pain",
+        ),
     )
 }
 _MED_CONCEPTS = {m.key: concept(RXNORM, m.rxnorm, m.display) for m in MEDICATIONS.values()}
@@ -387,14 +614,26 @@ ALLERGY_CONFIRMED = category(ALLERGY_VERIFICATION, "confirmed", "Confirmed")
 
 # condition key -> (plan SNOMED code, display, activity codes)
 CARE_PLANS: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {
-    "t2d": ("698360004", "Diabetes self management plan",
-            (("160670007", "Diabetic diet"), ("229065009", "Exercise therapy"))),
-    "htn": ("443402002", "Lifestyle education regarding hypertension",
-            (("226234005", "Healthy diet"), ("229065009", "Exercise therapy"))),
-    "copd": ("412776001", "Chronic obstructive pulmonary disease clinical management plan",
-             (("15081005", "Pulmonary rehabilitation"), ("710081004", "Smoking cessation therapy"))),
-    "hf": ("735984001", "Heart failure self management plan",
-           (("226234005", "Healthy diet"), ("229065009", "Exercise therapy"))),
+    "t2d": (
+        "698360004",
+        "Diabetes self management plan",
+        (("160670007", "Diabetic diet"), ("229065009", "Exercise therapy")),
+    ),
+    "htn": (
+        "443402002",
+        "Lifestyle education regarding hypertension",
+        (("226234005", "Healthy diet"), ("229065009", "Exercise therapy")),
+    ),
+    "copd": (
+        "412776001",
+        "Chronic obstructive pulmonary disease clinical management plan",
+        (("15081005", "Pulmonary rehabilitation"), ("710081004", "Smoking cessation therapy")),
+    ),
+    "hf": (
+        "735984001",
+        "Heart failure self management plan",
+        (("226234005", "Healthy diet"), ("229065009", "Exercise therapy")),
+    ),
     "asthma": ("699728000", "Asthma self management", (("710081004", "Smoking cessation therapy"),)),
 }
 CAREPLAN_ASSESS = category(US_CORE_CAREPLAN, "assess-plan", "Assessment and Plan of Treatment")
@@ -403,8 +642,12 @@ CAREPLAN_ASSESS = category(US_CORE_CAREPLAN, "assess-plan", "Assessment and Plan
 SOCIAL_REFERRALS: dict[str, tuple[str, str, str, str]] = {
     "housing": ("710911006", "Referral to housing service", "housing-instability", "Housing Instability"),
     "food": ("713109004", "Referral to community meals service", "food-insecurity", "Food Insecurity"),
-    "transport": ("410365006", "Transportation case management", "transportation-insecurity",
-                  "Transportation Insecurity"),
+    "transport": (
+        "410365006",
+        "Transportation case management",
+        "transportation-insecurity",
+        "Transportation Insecurity",
+    ),
 }
 SOCIAL_SERVICE_CATEGORY = category(SNOMED, "410606002", "Social service procedure")
 SDOH_CATEGORY = category(US_CORE_CATEGORY, "sdoh", "SDOH")
@@ -445,8 +688,9 @@ DISCHARGE_DISPOSITIONS = {
     "aadvice": "Left against advice",
     "exp": "Expired",
 }
-DISPOSITION_CODES = {code: category(DISCHARGE_DISPOSITION, code, display)
-                     for code, display in DISCHARGE_DISPOSITIONS.items()}
+DISPOSITION_CODES = {
+    code: category(DISCHARGE_DISPOSITION, code, display) for code, display in DISCHARGE_DISPOSITIONS.items()
+}
 ADMIT_SOURCES = {
     "emd": category(ADMIT_SOURCE, "emd", "From accident/emergency department"),
     "gp": category(ADMIT_SOURCE, "gp", "General Practitioner referral"),
