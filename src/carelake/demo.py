@@ -57,7 +57,7 @@ def run_demo(
     stages["generate"] = synth.to_dict()
 
     lake = open_lake(root / "lake")
-    ingest = ingest_fhir([data], lake=lake, progress=stage_progress or progress)
+    ingest = ingest_fhir([data / "manifest.json"], lake=lake, progress=stage_progress or progress)
     stages["ingest"] = ingest.to_dict()
 
     report = Report("carelake demo", subtitle=f"{patients:,} synthetic patients, seed {seed}, DuckDB")

@@ -32,6 +32,7 @@ def synth_fhir_command(
     ] = 0.0,
     start: Annotated[int, typer.Option("--start", help="First year of history.")] = 2015,
     end: Annotated[int, typer.Option("--end", help="Last year of history.")] = 2025,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes to simulate with (same bytes).")] = 1,
     json: JsonOption = False,
 ) -> None:
     """Write a synthetic FHIR R4 population (NDJSON per type + $export manifest) and its ground truth."""
@@ -46,6 +47,7 @@ def synth_fhir_command(
         start_year=start,
         end_year=end,
         progress=RichProgress(unit_bytes=False),
+        workers=workers,
     )
     data = summary.to_dict()
     if json:
