@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +24,9 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+DEFAULT_MEMORY_LIMIT = "1GB"
+
+
 class DuckDBEngine:
     """Run carelake SQL in an in-memory DuckDB connection over the lake's Parquet files."""
 
@@ -30,11 +35,13 @@ class DuckDBEngine:
     def __init__(self, *, threads: int | None = None, memory_limit: str | None = None) -> None:
         import duckdb
 
-        config: dict[str, str | int] = {}
+        config: dict[str, str | int] = {
+            # Bounded memory whatever the input size: DuckDB spills joins and sorts to disk beyond this.
+            "memory_limit": memory_limit or os.environ.get("CARELAKE_DUCKDB_MEMORY", DEFAULT_MEMORY_LIMIT),
+            "temp_directory": os.environ.get("CARELAKE_DUCKDB_TEMP", tempfile.gettempdir() + "/carelake-duckdb"),
+        }
         if threads:
             config["threads"] = threads
-        if memory_limit:
-            config["memory_limit"] = memory_limit
         self._duckdb = duckdb
         self.connection = duckdb.connect(":memory:", config=config)
         self.connection.execute("SET TimeZone = 'UTC'")  # after connect: ICU cannot load from the config

@@ -57,6 +57,7 @@ class IngestSummary:
     mb_per_s: float
     resources_per_s: float
     problems: list[dict[str, Any]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def reconciles(self) -> bool:
@@ -77,6 +78,7 @@ def ingest_fhir(
     progress: Progress | None = None,
     spark_master: str | None = None,
     spark_remote: str | None = None,
+    memory_limit: str | None = None,
 ) -> IngestSummary:
     """Ingest FHIR R4 NDJSON, JSON resources, Bundles of any type and Bulk Data manifests into bronze.
 
@@ -103,6 +105,7 @@ def ingest_fhir(
     total_bytes = sum(f.size for f in files)
     with the_lake.transaction(STAGE, parameters=parameters, wait_seconds=wait_seconds) as tx:
         writer = StagingWriter(tx.staging / "parsed")
+        read_started = time.perf_counter()
         progress.start(f"reading {len(files)} FHIR file(s)", total_bytes)
         try:
             for file_index, source in enumerate(files):
@@ -110,9 +113,12 @@ def ingest_fhir(
         finally:
             progress.stop()
         writer.close()
+        read_seconds = round(time.perf_counter() - read_started, 3)
         progress.start(f"committing on {engine}", None)
         try:
-            eng = the_lake.connect(engine, spark_master=spark_master, spark_remote=spark_remote)
+            eng = the_lake.connect(
+                engine, spark_master=spark_master, spark_remote=spark_remote, memory_limit=memory_limit
+            )
             summary = _decide_and_stage(eng, tx, writer)
         finally:
             progress.stop()
@@ -121,6 +127,7 @@ def ingest_fhir(
         for resource_type in summary["by_type"]:
             tx.define_view(resource_type, type_view_sql(resource_type), layer="bronze")
         seconds = round(time.perf_counter() - started, 3)
+        summary["stage_seconds"] = {"read": read_seconds, **summary["stage_seconds"]}
         summary.update(
             run_id=tx.run_id,
             engine=engine,
@@ -163,7 +170,10 @@ def _columns(table: str, *, exclude: tuple[str, ...] = ()) -> list[str]:
 
 def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> dict[str, Any]:
     """Check and key staged records in SQL, classify them against the lake, and stage the outputs."""
+    clock = _Clock()
     eng.register_parquet("staged_lines", [writer.lines_file])
+    # Where each record came from, without its text: joins on it stay small.
+    eng.create_view("staged_locators", "SELECT seq, file_index, line, entry_index, byte_offset FROM staged_lines")
     eng.register_parquet("staged_files", [writer.folder / "files.parquet"])
     committed = tx.lake.catalog.tables
     for table, schema in BRONZE_SCHEMAS.items():
@@ -199,6 +209,7 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
         )
     writer.write_problems(rows, "quarantine-checked")
     eng.register_parquet("staged_quarantine", writer.quarantine_files())
+    clock.lap("check")
 
     # 3. Which valid records are new content, and which version number each gets.
     classified_sql = f"""
@@ -221,6 +232,7 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
         FROM fresh LEFT JOIN prev ON prev.resource_type = fresh.resource_type AND prev.id = fresh.id
     """
     eng.register_parquet("classified", eng.write_parquet(classified_sql, tx.staging / "classified"))
+    clock.lap("classify")
     eng.create_view(
         "fresh",
         """
@@ -232,10 +244,11 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
     outputs = {
         RESOURCES_TABLE: f"""
             SELECT k.resource_type, k.id, c.version, k.meta_version_id, k.patient_id, k.clinical_time_raw,
-                   k.clinical_time, k.last_updated, k.content_hash, rtrim(l.text, chr(13) || chr(10)) AS resource,
+                   k.clinical_time, k.last_updated, k.content_hash, k.resource,
                    f.source_file, f.source_sha256, l.line, l.entry_index, l.byte_offset,
                    {run} AS run_id, {ingested_at} AS ingested_at
-            FROM classified c JOIN keyed k ON k.seq = c.seq JOIN staged_lines l ON l.seq = c.seq
+            FROM classified c JOIN keyed k ON k.seq = c.seq
+            JOIN staged_locators l ON l.seq = c.seq
             JOIN staged_files f ON f.file_index = l.file_index""",
         SUPERSEDED_TABLE: f"""
             SELECT k.resource_type, k.id, CAST(c.version - 1 AS BIGINT) AS version, {run} AS run_id
@@ -266,6 +279,8 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
         tx.append(table, layer=layer, files=files, rows=rows_written)
         if table != QUARANTINE_TABLE:
             eng.register_parquet(f"new_{table}", files)
+
+    clock.lap("write")
 
     # 4. Counts for the summary, all from the same staged data.
     by_type_rows = eng.query("""
@@ -305,7 +320,22 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
         "by_type": by_type,
         "references": _reference_counts(eng),
         "problems": problems,
+        "stage_seconds": clock.lap("count"),
     }
+
+
+class _Clock:
+    """Seconds spent per stage, for the summary: users tune what they can see."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> dict[str, float]:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.last, 3)
+        self.last = now
+        return self.laps
 
 
 def _reference_counts(eng: Engine) -> dict[str, int]:

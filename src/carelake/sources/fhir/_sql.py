@@ -96,6 +96,7 @@ def keyed_sql() -> str:
            {_fhir_time("clinical_time_raw")} AS clinical_time,
            {_fhir_time("last_updated_raw")} AS last_updated,
            CASE WHEN rule IS NULL THEN md5(txt) END AS content_hash,
+           CASE WHEN rule IS NULL THEN txt END AS resource,
            CASE WHEN rule IS NULL THEN regexp_extract_all(txt, '{REFERENCE_REGEX}', 1) END AS refs,
            CASE WHEN rule IS NULL THEN cl_json_identifiers(txt) END AS idents
     FROM keys

@@ -16,6 +16,8 @@ from carelake.sources.fhir._tables import STAGED_FILES, STAGED_LINES, STAGED_QUA
 
 BATCH_ROWS = 20_000
 BATCH_BYTES = 32 * 1024 * 1024
+# Small row groups keep the engine's read buffers small when it scans staging (memory stays bounded).
+STAGING_ROW_GROUP = 8192
 
 
 class StagingWriter:
@@ -54,7 +56,7 @@ class StagingWriter:
             ],
             schema=STAGED_LINES,
         )
-        self._lines.write_batch(batch)
+        self._lines.write_batch(batch, row_group_size=STAGING_ROW_GROUP)
         self.records += count
 
     def add_record(
