@@ -69,7 +69,7 @@ class DuckDBEngine:
     def write_parquet(self, sql: str, directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=False)
         target = directory / "part-0.parquet"
-        self._run(self._run(f"COPY ({sql}) TO {_literal(str(target))} ({WRITE_OPTIONS})"))
+        self._run(f"COPY ({sql}) TO {_literal(str(target))} ({WRITE_OPTIONS})")
         return [target]
 
     def close(self) -> None:
