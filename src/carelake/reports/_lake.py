@@ -15,7 +15,7 @@ SMALL_CELL = 11
 
 def lake_overview(lake: Lake, report: Report) -> None:
     """Add the lake's contents to a report: resource counts, quarantine, population, timeline."""
-    import plotly.express as px
+    import plotly.graph_objects as go  # graph_objects, not express: no pandas needed
 
     status = lake.status()
     tables = {t["name"]: t["rows"] for t in status["tables"]}
@@ -32,13 +32,8 @@ def lake_overview(lake: Lake, report: Report) -> None:
         report.text("No FHIR data yet: run `carelake ingest fhir PATH`.")
         return
     by_type = lake.sql("SELECT resource_type, count(*) AS n FROM resources GROUP BY 1 ORDER BY n DESC").to_pylist()
-    fig = px.bar(
-        by_type,
-        x="resource_type",
-        y="n",
-        title="Current resources by type",
-        labels={"resource_type": "resource type", "n": "resources"},
-    )
+    fig = go.Figure(go.Bar(x=[r["resource_type"] for r in by_type], y=[r["n"] for r in by_type]))
+    fig.update_layout(title="Current resources by type", xaxis_title="resource type", yaxis_title="resources")
     report.figure(fig)
 
     report.heading("Quarantine")
@@ -57,32 +52,31 @@ def lake_overview(lake: Lake, report: Report) -> None:
         FROM Patient WHERE clinical_time IS NOT NULL GROUP BY 1, 2 ORDER BY 2""").to_pylist()
     shown = [r for r in pyramid if r["n"] >= SMALL_CELL]
     if shown:
-        for r in shown:
-            r["age band"] = f"{r['age_band']}–{r['age_band'] + 9}"
-        report.figure(
-            px.bar(
-                shown,
-                x="age band",
-                y="n",
-                color="sex",
-                barmode="group",
-                title=f"Patients by age band and sex (cells < {SMALL_CELL} suppressed)",
-            )
+        fig = go.Figure()
+        for sex in sorted({r["sex"] for r in shown}):
+            rows = [r for r in shown if r["sex"] == sex]
+            bands = [f"{r['age_band']}–{r['age_band'] + 9}" for r in rows]
+            fig.add_trace(go.Bar(name=sex, x=bands, y=[r["n"] for r in rows]))
+        fig.update_layout(
+            barmode="group",
+            xaxis_title="age band",
+            yaxis_title="patients",
+            title=f"Patients by age band and sex (cells < {SMALL_CELL} suppressed)",
         )
+        report.figure(fig)
     else:
         report.text(f"Every age/sex cell is below {SMALL_CELL} patients, so none is shown.")
 
-    timeline = lake.sql("""
+    timeline = lake.sql(f"""
         SELECT year(clinical_time) AS year, resource_type, count(*) AS n FROM resources
-        WHERE clinical_time IS NOT NULL AND resource_type NOT IN ('Patient')
-        GROUP BY 1, 2 HAVING count(*) >= 11 ORDER BY 1""").to_pylist()
+        WHERE clinical_time IS NOT NULL AND resource_type <> 'Patient'
+        GROUP BY 1, 2 HAVING count(*) >= {SMALL_CELL} ORDER BY 1""").to_pylist()
     if timeline:
-        report.figure(
-            px.line(
-                timeline,
-                x="year",
-                y="n",
-                color="resource_type",
-                title="Clinical events per year (by main clinical time)",
-            )
+        fig = go.Figure()
+        for rtype in sorted({r["resource_type"] for r in timeline}):
+            rows = [r for r in timeline if r["resource_type"] == rtype]
+            fig.add_trace(go.Scatter(name=rtype, mode="lines", x=[r["year"] for r in rows], y=[r["n"] for r in rows]))
+        fig.update_layout(
+            title="Clinical events per year (by main clinical time)", xaxis_title="year", yaxis_title="events"
         )
+        report.figure(fig)
