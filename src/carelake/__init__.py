@@ -27,6 +27,7 @@ from carelake.errors import (
 
 if TYPE_CHECKING:
     from carelake.engine import DuckDBEngine, Engine, make_engine
+    from carelake.fhir import ViewDefinitionError, compile_view, run_view
     from carelake.lake import Lake, open_lake
     from carelake.sources.fhir import IngestSummary, ingest_fhir
     from carelake.synth import SynthSummary, generate_fhir
@@ -40,6 +41,9 @@ _LAZY = {
     "IngestSummary": "carelake.sources.fhir",
     "ingest_fhir": "carelake.sources.fhir",
     "SynthSummary": "carelake.synth",
+    "ViewDefinitionError": "carelake.fhir",
+    "compile_view": "carelake.fhir",
+    "run_view": "carelake.fhir",
     "generate_fhir": "carelake.synth",
 }
 
@@ -58,11 +62,14 @@ __all__ = [
     "QueryError",
     "StrictModeError",
     "SynthSummary",
+    "ViewDefinitionError",
     "__version__",
+    "compile_view",
+    "generate_fhir",
     "ingest_fhir",
     "make_engine",
-    "generate_fhir",
     "open_lake",
+    "run_view",
 ]
 
 

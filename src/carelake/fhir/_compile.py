@@ -1,0 +1,405 @@
+"""SQL-on-FHIR v2 ViewDefinition → one set-based SQL query (DuckDB dialect plus ``cl_`` functions).
+
+The query reads ``resources`` (columns ``resource_type`` and ``resource``, the JSON text) and parses
+each resource of the view's type once. Each ``select`` compiles to the rows it yields *per context
+element*: a select made only of ``column`` yields one row, so its columns stay plain SQL expressions;
+``forEach``/``forEachOrNull``/``repeat`` and ``unionAll`` yield a SQL list of row structs (built with
+``list_transform`` over the elements, ``list_concat`` for unions), sibling selects multiply, and the
+outer query unnests the list once. No per-resource Python, no correlated subqueries, no joins:
+every engine that has lists, structs and lambdas runs it (DuckDB as written, Spark via sqlglot).
+
+Column names become struct fields ``f_<name>``; ``%rowIndex`` is the 0-based position of the element
+in the nearest enclosing ``forEach``/``forEachOrNull``/``repeat`` (0 at the top).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from carelake.fhir._errors import ViewDefinitionError
+from carelake.fhir._expressions import (
+    EMPTY,
+    REPEAT_DEPTH,
+    Coll,
+    Scalar,
+    Scope,
+    Value,
+    as_coll,
+    as_scalar,
+    compile_path,
+    convert_element,
+    let,
+    scalar_type,
+    single,
+    sql_string,
+    sql_type,
+)
+from carelake.fhir._fhirpath import parse
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]+$")
+_SELECT_KEYS = {"column", "select", "forEach", "forEachOrNull", "repeat", "unionAll"}
+
+# valueX of a ViewDefinition constant -> the Scalar type it becomes.
+_CONSTANT_TYPES = {
+    "valueBase64Binary": "string", "valueBoolean": "boolean", "valueCanonical": "string", "valueCode": "string",
+    "valueDate": "date", "valueDateTime": "dateTime", "valueDecimal": "decimal", "valueId": "string",
+    "valueInstant": "dateTime", "valueInteger": "integer", "valueInteger64": "integer", "valueOid": "string",
+    "valuePositiveInt": "integer", "valueString": "string", "valueTime": "time", "valueUnsignedInt": "integer",
+    "valueUri": "string", "valueUrl": "string", "valueUuid": "string",
+}  # fmt: skip
+
+ROOT = "_cl_r"  # the parsed resource
+KEY = "_cl_id"  # its id: getResourceKey(), and the locator in runtime error messages
+
+
+@dataclass(frozen=True)
+class Column:
+    """An output column: its name, SQL type, and whether it holds a list."""
+
+    name: str
+    type: str
+    collection: bool
+
+    @property
+    def sql_type(self) -> str:
+        base = sql_type(scalar_type(self.type))
+        return f"{base}[]" if self.collection else base
+
+    @property
+    def field(self) -> str:
+        return f"f_{self.name}"
+
+
+@dataclass
+class _Rows:
+    """The rows a select yields per context element: ``fixed`` columns × the product of ``lists``."""
+
+    columns: list[Column] = field(default_factory=list)
+    fixed: dict[str, str] = field(default_factory=dict)
+    lists: list[tuple[str, list[Column]]] = field(default_factory=list)
+
+    def extend(self, other: _Rows) -> None:
+        self.columns += other.columns
+        self.fixed.update(other.fixed)
+        self.lists += other.lists
+
+
+def _fail(element: str, message: str) -> ViewDefinitionError:
+    return ViewDefinitionError(message, element=element or "view")
+
+
+def _struct(pairs: list[tuple[str, str]]) -> str:
+    return "{" + ", ".join(f"'{name}': {sql}" for name, sql in pairs) + "}"
+
+
+def _product(lists: list[tuple[str, list[Column]]], scope: Scope) -> tuple[str, list[Column]]:
+    """Every combination of rows from several row lists."""
+    rows, columns = lists[0]
+    for other, other_columns in lists[1:]:
+        a, b = scope.var(), scope.var()
+        pairs = [(c.field, f"{a}.{c.field}") for c in columns] + [(c.field, f"{b}.{c.field}") for c in other_columns]
+        rows = f"flatten(list_transform({rows}, lambda {a}: list_transform({other}, lambda {b}: {_struct(pairs)})))"
+        columns = columns + other_columns
+    return rows, columns
+
+
+def _as_list(rows: _Rows, scope: Scope) -> str:
+    """All of a select's rows as one SQL list of structs, fields in column order."""
+    if not rows.lists:
+        return "[" + _struct([(c.field, rows.fixed[c.name]) for c in rows.columns]) + "]"
+    product, product_columns = _product(rows.lists, scope)
+    if not rows.fixed and [c.name for c in product_columns] == [c.name for c in rows.columns]:
+        return product
+    v = scope.var()
+    pairs = [(c.field, rows.fixed.get(c.name, f"{v}.{c.field}")) for c in rows.columns]
+    return f"list_transform({product}, lambda {v}: {_struct(pairs)})"
+
+
+class _ViewCompiler:
+    def __init__(self, view: Any) -> None:
+        if not isinstance(view, Mapping):
+            raise _fail("", "a ViewDefinition must be a JSON object")
+        self.view = view
+        resource = view.get("resource")
+        if not isinstance(resource, str) or not _RESOURCE_TYPE.match(resource):
+            raise _fail("resource", 'the view must name the FHIR resource type it reads, e.g. "resource": "Patient"')
+        self.resource_type = resource
+        self.constants = self._constants(view.get("constant", []))
+        self.scope = Scope(
+            focus=single(ROOT, resource),
+            root=ROOT,
+            resource_type=resource,
+            row_index="CAST(0 AS BIGINT)",
+            constants=self.constants,
+            element="",
+            key=KEY,
+        )
+        self.names: set[str] = set()
+
+    # -- pieces
+    def _constants(self, constants: Any) -> dict[str, Scalar]:
+        if not isinstance(constants, list):
+            raise _fail("constant", "constant must be a list")
+        result: dict[str, Scalar] = {}
+        for i, constant in enumerate(constants):
+            where = f"constant[{i}]"
+            if not isinstance(constant, Mapping) or not isinstance(constant.get("name"), str):
+                raise _fail(where, "a constant needs a name")
+            name = constant["name"]
+            if not _NAME.match(name):
+                raise _fail(f"{where}.name", f"constant name {name!r} must be letters, digits and underscores")
+            values = [k for k in constant if k.startswith("value")]
+            if len(values) != 1 or values[0] not in _CONSTANT_TYPES:
+                raise _fail(where, f"constant {name!r} needs exactly one value[x] (valueString, valueInteger, …)")
+            key = values[0]
+            result[name] = self._constant_value(f"{where}.{key}", constant[key], _CONSTANT_TYPES[key])
+        return result
+
+    @staticmethod
+    def _constant_value(where: str, value: Any, type_: str) -> Scalar:
+        if type_ == "boolean":
+            if not isinstance(value, bool):
+                raise _fail(where, "must be true or false")
+            return Scalar("TRUE" if value else "FALSE", "boolean")
+        if type_ == "integer":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise _fail(where, "must be an integer")
+            return Scalar(f"CAST({value} AS BIGINT)", "integer")
+        if type_ == "decimal":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _fail(where, "must be a number")
+            return Scalar(f"CAST({value!r} AS DOUBLE)", "decimal")
+        if not isinstance(value, str):
+            raise _fail(where, "must be a string")
+        return Scalar(sql_string(value), type_)
+
+    def _path(self, text: Any, where: str, scope: Scope) -> Value:
+        if not isinstance(text, str):
+            raise _fail(where, f"a FHIRPath expression must be a string, not {type(text).__name__}")
+        at = replace(scope, element=where)
+        return compile_path(parse(text, element=where), at)
+
+    def _column(self, column: Any, where: str, scope: Scope) -> tuple[Column, str]:
+        if not isinstance(column, Mapping):
+            raise _fail(where, "a column must be an object with name and path")
+        name = column.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise _fail(f"{where}.name", f"column name {name!r} must start with a letter and use letters, digits, _")
+        if name.lower() in self.names:
+            raise _fail(f"{where}.name", f"column name {name!r} is used twice (names are compared ignoring case)")
+        self.names.add(name.lower())
+        type_ = column.get("type", "string")
+        if not isinstance(type_, str):
+            raise _fail(f"{where}.type", "type must be a FHIR type name like string or integer")
+        collection = column.get("collection", False)
+        if not isinstance(collection, bool):
+            raise _fail(f"{where}.collection", "collection must be true or false")
+        value = self._path(column.get("path"), f"{where}.path", scope)
+        out = Column(name, type_, collection)
+        return out, self._column_sql(value, out, replace(scope, element=f"{where}.path"))
+
+    @staticmethod
+    def _column_sql(value: Value, column: Column, scope: Scope) -> str:
+        target = scalar_type(column.type)
+        base = sql_type(target)
+        if column.collection:
+            if isinstance(value, Scalar):
+                item = as_scalar(value, target, scope).sql
+                return f"CASE WHEN {item} IS NULL THEN CAST([] AS {base}[]) ELSE [CAST({item} AS {base})] END"
+            v = scope.var()
+            return f"CAST(list_transform({value.sql}, lambda {v}: {convert_element(v, target)}) AS {base}[])"
+        if isinstance(value, Scalar):
+            return f"CAST({as_scalar(value, target, scope).sql} AS {base})"
+        element = value.one
+        if element is None:
+            several = scope.error_message('gave several values; set "collection": true on the column to keep them')
+            element = f"cl_fp_one({value.sql}, {several})"
+        return convert_element(element, target)  # already of the column's SQL type
+
+    # -- selects
+    def select(self, node: Any, where: str, scope: Scope) -> _Rows:
+        if not isinstance(node, Mapping):
+            raise _fail(where, "a select must be an object")
+        unknown = [k for k in node if k not in _SELECT_KEYS and k not in ("description", "extension")]
+        if unknown:
+            raise _fail(where, f"unknown key {unknown[0]!r} (expected column, select, forEach, forEachOrNull, "
+                        "repeat or unionAll)")  # fmt: skip
+        iterators = [k for k in ("forEach", "forEachOrNull", "repeat") if k in node]
+        if len(iterators) > 1:
+            raise _fail(where, f"use only one of forEach, forEachOrNull and repeat (found {', '.join(iterators)})")
+        if not iterators:
+            return self.body(node, where, scope)
+        key = iterators[0]
+        if key == "repeat":
+            elements = self.repeat(node["repeat"], f"{where}.repeat", scope)
+        else:
+            elements = as_coll(self._path(node[key], f"{where}.{key}", scope))
+        v = scope.var()
+        indexed = "cl_fp_indexed_or_null" if key == "forEachOrNull" else "cl_fp_indexed"
+        inner_scope = replace(scope, focus=single(f"{v}.e"), row_index=f"{v}.i")
+        inner = self.body(node, where, inner_scope)
+        each = f"{indexed}({elements.sql})"
+        if not inner.lists:  # one row per element
+            row = _struct([(c.field, inner.fixed[c.name]) for c in inner.columns])
+            return _Rows(columns=inner.columns, lists=[(f"list_transform({each}, lambda {v}: {row})", inner.columns)])
+        rows = f"flatten(list_transform({each}, lambda {v}: {_as_list(inner, scope)}))"
+        return _Rows(columns=inner.columns, lists=[(rows, inner.columns)])
+
+    def repeat(self, paths: Any, where: str, scope: Scope) -> Coll:
+        """Every element reached by following the paths again and again, in depth-first order."""
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise _fail(where, "repeat must be a non-empty list of FHIRPath expressions")
+        trees = [parse(p, element=f"{where}[{i}]") for i, p in enumerate(paths)]
+
+        def children(element: str) -> str:
+            at = replace(scope, focus=single(element))
+            parts = [as_coll(compile_path(t, replace(at, element=f"{where}[{i}]"))).sql for i, t in enumerate(trees)]
+            result = parts[0]
+            for part in parts[1:]:
+                result = f"list_concat({result}, {part})"
+            return result
+
+        focus = as_coll(scope.focus)
+        x, k, s, acc, n, k2 = (scope.var() for _ in range(6))
+        if focus.one is not None:
+            first = f"list_transform({children(focus.one)}, lambda {k}: {{'d': CAST(0 AS BIGINT), 'e': {k}}})"
+        else:
+            first = (
+                f"flatten(list_transform({focus.sql}, lambda {x}: list_transform({children(x)}, "
+                f"lambda {k}: {{'d': CAST(0 AS BIGINT), 'e': {k}}})))"
+            )
+        # Each round expands the elements found in the round before, inserting their children right after
+        # them, so the list stays in depth-first order without sorting.
+        grow = (
+            f"flatten(list_transform({acc}, lambda {s}: CASE WHEN {s}.d = {n} THEN list_concat([{s}], "
+            f"list_transform({children(f'{s}.e')}, lambda {k2}: {{'d': CAST({n} + 1 AS BIGINT), 'e': {k2}}})) "
+            f"ELSE [{s}] END))"
+        )
+        states = f"cl_fp_iterate({first}, lambda {acc}, {n}: {grow}, {REPEAT_DEPTH})"
+        too_deep = replace(scope, element=where).error_message(f"nested more than {REPEAT_DEPTH} levels deep")
+        return Coll(
+            let(
+                states,
+                lambda all_: (
+                    f"CASE WHEN cl_fp_count(list_filter({all_}, lambda {s}: {s}.d >= {REPEAT_DEPTH})) > 0 "
+                    f"THEN cl_fp_error({too_deep}) ELSE list_transform({all_}, lambda {s}: {s}.e) END"
+                ),
+                scope,
+            )
+        )
+
+    def body(self, node: Mapping[str, Any], where: str, scope: Scope) -> _Rows:
+        rows = _Rows()
+        columns = node.get("column", [])
+        if not isinstance(columns, list):
+            raise _fail(f"{where}.column", "column must be a list")
+        for i, column in enumerate(columns):
+            out, sql = self._column(column, f"{where}.column[{i}]", scope)
+            rows.columns.append(out)
+            rows.fixed[out.name] = sql
+        selects = node.get("select", [])
+        if not isinstance(selects, list):
+            raise _fail(f"{where}.select", "select must be a list")
+        for i, sub in enumerate(selects):
+            rows.extend(self.select(sub, f"{where}.select[{i}]" if where else f"select[{i}]", scope))
+        if "unionAll" in node:
+            rows.extend(self.union(node["unionAll"], f"{where}.unionAll", scope))
+        return rows
+
+    def union(self, branches: Any, where: str, scope: Scope) -> _Rows:
+        if not isinstance(branches, list) or not branches:
+            raise _fail(where, "unionAll must be a non-empty list of selects")
+        names_before = set(self.names)
+        lists: list[str] = []
+        columns: list[Column] | None = None
+        for i, branch in enumerate(branches):
+            self.names = set(names_before)
+            rows = self.select(branch, f"{where}[{i}]", scope)
+            if columns is None:
+                columns = rows.columns
+            elif [(c.name, c.sql_type) for c in rows.columns] != [(c.name, c.sql_type) for c in columns]:
+                raise _fail(
+                    f"{where}[{i}]",
+                    f"every unionAll branch needs the same columns in the same order with the same types: "
+                    f"expected {[c.name for c in columns]}, found {[c.name for c in rows.columns]}",
+                )
+            lists.append(_as_list(rows, scope))
+        assert columns is not None
+        self.names = names_before | {c.name.lower() for c in columns}
+        combined = lists[0]
+        for other in lists[1:]:
+            combined = f"list_concat({combined}, {other})"
+        return _Rows(columns=list(columns), lists=[(combined, list(columns))])
+
+    def where(self) -> list[str]:
+        clauses = self.view.get("where", [])
+        if not isinstance(clauses, list):
+            raise _fail("where", 'where must be a list of {"path": ...}')
+        conditions = []
+        for i, clause in enumerate(clauses):
+            element = f"where[{i}].path"
+            if not isinstance(clause, Mapping):
+                raise _fail(f"where[{i}]", "a where clause must be an object with a path")
+            value = self._path(clause.get("path"), element, self.scope)
+            scope = replace(self.scope, element=element)
+            if isinstance(value, Scalar):
+                if value.type != "boolean":
+                    raise _fail(element, f"a where path must give a boolean, not a {value.type}")
+                conditions.append(f"coalesce({value.sql}, FALSE)")
+            elif value is EMPTY:
+                conditions.append("FALSE")
+            else:
+                message = scope.error_message("the path gave a non-boolean value")
+                conditions.append(f"cl_fp_where({value.sql}, {message})")
+        return conditions
+
+    def compile(self) -> str:
+        selects = self.view.get("select")
+        if not isinstance(selects, list) or not selects:
+            raise _fail("select", "the view needs a non-empty select list")
+        rows = self.body({"select": selects}, "", self.scope)
+        if not rows.columns:
+            raise _fail("select", "the view defines no columns")
+        conditions = [f"{ROOT} IS NOT NULL", *self.where()]
+        parsed = (
+            f"(SELECT cl_fp_parse(resource) AS {ROOT} FROM resources "
+            f"WHERE resource_type = {sql_string(self.resource_type)}) AS _cl_parsed"
+        )
+        source = (
+            f"(SELECT {ROOT}, cl_fp_str(cl_fp_at(cl_fp_get({ROOT}, 'id'), 0)) AS {KEY} FROM {parsed}) AS _cl_source"
+        )
+        filters = " AND ".join(conditions)
+        if not rows.lists:
+            outputs = ", ".join(f'{rows.fixed[c.name]} AS "{c.name}"' for c in rows.columns)
+            return f"SELECT {outputs} FROM {source} WHERE {filters}"
+        product, _ = _product(rows.lists, self.scope)
+        inner = [f"{sql} AS {_field(name)}" for name, sql in rows.fixed.items()]
+        inner.append(f"unnest({product}) AS _cl_row")
+        outputs = ", ".join(
+            f'{_field(c.name)} AS "{c.name}"' if c.name in rows.fixed else f'_cl_row.{c.field} AS "{c.name}"'
+            for c in rows.columns
+        )
+        return f"SELECT {outputs} FROM (SELECT {', '.join(inner)} FROM {source} WHERE {filters}) AS _cl_rows"
+
+
+def _field(name: str) -> str:
+    return f"f_{name}"
+
+
+def compile_view(view: Mapping[str, Any]) -> str:
+    """Compile a SQL-on-FHIR v2 ViewDefinition to one SQL query over ``resources``.
+
+    The query is DuckDB SQL plus carelake's ``cl_`` functions (run it with an engine from
+    :func:`carelake.engine.make_engine`, which defines them). An invalid view raises
+    :class:`ViewDefinitionError` naming the offending element.
+
+    Examples:
+        >>> sql = compile_view({"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]})
+        >>> print(sql[: sql.index(",")])
+        SELECT cl_fp_str(cl_fp_one(cl_fp_get(_cl_r
+    """
+    return _ViewCompiler(view).compile()

@@ -1,0 +1,451 @@
+"""FHIRPath syntax trees → carelake SQL expressions over collections of JSON elements.
+
+A FHIRPath value compiles to one of two shapes:
+
+* :class:`Coll` — a SQL list of JSON elements (DuckDB ``JSON[]``, Spark ``array<variant>``), the
+  general case: whatever a path into the resource yields. ``one`` carries the element itself when the
+  compiler knows there is at most one (the resource, a ``forEach`` element, ``first()``), which keeps
+  the SQL short.
+* :class:`Scalar` — zero or one plain SQL value with a known FHIRPath type (a literal, a constant,
+  a comparison, ``count()``, ``join()``); SQL NULL is the empty collection.
+
+Element-level work (children, kinds, conversions) goes through the ``cl_fp_*`` functions of
+``carelake.engine._functions``; list work is plain DuckDB list SQL that sqlglot translates for Spark.
+Nothing here evaluates anything: every function returns SQL text.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from dataclasses import replace as _replace
+
+from carelake.fhir._errors import ViewDefinitionError
+from carelake.fhir._fhirpath import Binary, Call, Constant, Indexer, Literal, Member, Node, TypeOp, Unary, Variable
+
+# A runtime failure raised from SQL starts with this, so the caller can turn it back into a ViewDefinitionError.
+RUNTIME_ERROR_MARKER = "carelake view error: "
+
+NUMERIC_TYPES = {"integer", "decimal", "positiveInt", "unsignedInt", "integer64"}
+INTEGER_TYPES = {"integer", "positiveInt", "unsignedInt", "integer64"}
+TEMPORAL_TYPES = {"date", "dateTime", "instant", "time"}
+STRING_TYPES = {
+    "string", "code", "id", "uri", "url", "canonical", "oid", "uuid", "markdown", "base64Binary", "xhtml",
+}  # fmt: skip
+PRIMITIVE_TYPES = NUMERIC_TYPES | TEMPORAL_TYPES | STRING_TYPES | {"boolean"}
+
+# How many levels repeat() follows; deeper nesting is cut off (see docs/views.md).
+REPEAT_DEPTH = 32
+
+
+def sql_string(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def scalar_type(fhir_type: str) -> str:
+    """The Scalar type that carries a FHIR primitive type."""
+    if fhir_type in INTEGER_TYPES:
+        return "integer"
+    if fhir_type == "instant":
+        return "dateTime"
+    if fhir_type in {"decimal", "boolean", "date", "dateTime", "time"}:
+        return fhir_type
+    return "string"
+
+
+@dataclass(frozen=True)
+class Coll:
+    """A collection of JSON elements; ``one`` is its only element (or NULL) when it holds at most one."""
+
+    sql: str
+    one: str | None = None
+    type: str | None = None
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """Zero or one SQL value of a FHIRPath type; NULL is the empty collection."""
+
+    sql: str
+    type: str
+
+
+Value = Coll | Scalar
+
+EMPTY = Coll("cl_fp_empty()", one="cl_fp_null()")
+
+
+def single(element: str, type_: str | None = None) -> Coll:
+    """The collection holding one element (none when the element is NULL)."""
+    return Coll(f"CASE WHEN {element} IS NULL THEN cl_fp_empty() ELSE [{element}] END", one=element, type=type_)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a FHIRPath expression is evaluated against."""
+
+    focus: Value
+    root: str
+    resource_type: str
+    row_index: str
+    constants: Mapping[str, Scalar]
+    element: str
+    key: str = "NULL"
+    names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def var(self) -> str:
+        """A fresh lambda variable name."""
+        return f"_cl_{next(self.names)}"
+
+    def at(self, focus: Value) -> Scope:
+        return _replace(self, focus=focus)
+
+    def error_message(self, what: str) -> str:
+        """SQL text of a runtime error message naming the view element and the resource by type/id."""
+        locator = f"coalesce({self.key}, '?')"
+        prefix = sql_string(f"{RUNTIME_ERROR_MARKER}{self.element}: {what} (resource {self.resource_type}/")
+        return f"{prefix} || {locator} || ')'"
+
+    def fail(self, message: str) -> ViewDefinitionError:
+        return ViewDefinitionError(message, element=self.element)
+
+
+# -- conversions -----------------------------------------------------------------------------------
+
+
+def as_coll(value: Value) -> Coll:
+    if isinstance(value, Coll):
+        return value
+    return Coll(
+        f"CASE WHEN {value.sql} IS NULL THEN cl_fp_empty() ELSE [cl_fp_of({value.sql})] END",
+        one=f"cl_fp_of({value.sql})",
+        type=value.type,
+    )
+
+
+def element_of(coll: Coll, scope: Scope) -> str:
+    """The only element of a collection; a runtime error when there are several."""
+    if coll.one is not None:
+        return coll.one
+    return f"cl_fp_one({coll.sql}, {scope.error_message('expected a single value but found several')})"
+
+
+def convert_element(element: str, type_: str) -> str:
+    """A JSON element as a SQL value of a Scalar type."""
+    if type_ == "integer":
+        return f"cl_fp_int({element})"
+    if type_ == "decimal":
+        return f"cl_fp_num({element})"
+    if type_ == "boolean":
+        return f"cl_fp_bool({element})"
+    return f"cl_fp_str({element})"
+
+
+_SQL_OF = {"integer": "BIGINT", "decimal": "DOUBLE", "boolean": "BOOLEAN"}
+
+
+def sql_type(type_: str) -> str:
+    return _SQL_OF.get(type_, "VARCHAR")
+
+
+def as_scalar(value: Value, type_: str, scope: Scope) -> Scalar:
+    """A value as one SQL value of the given Scalar type."""
+    if isinstance(value, Scalar):
+        if value.type == type_ or sql_type(value.type) == sql_type(type_):
+            return Scalar(value.sql, type_)
+        if sql_type(type_) == "VARCHAR":
+            return Scalar(f"CAST({value.sql} AS VARCHAR)", type_)
+        return Scalar(f"TRY_CAST({value.sql} AS {sql_type(type_)})", type_)
+    return Scalar(convert_element(element_of(value, scope), type_), type_)
+
+
+def natural_type(value: Value) -> str | None:
+    """The Scalar type a value is known to have, if any."""
+    if isinstance(value, Scalar):
+        return value.type
+    return scalar_type(value.type) if value.type in PRIMITIVE_TYPES else None
+
+
+def let(value_sql: str, body: Callable[[str], str], scope: Scope) -> str:
+    """Evaluate ``value_sql`` once and use it several times in ``body``."""
+    v = scope.var()
+    return f"cl_fp_at(list_transform([{value_sql}], lambda {v}: {body(v)}), 0)"
+
+
+def to_bool(value: Value, scope: Scope) -> str:
+    """FHIRPath's singleton evaluation as a boolean: SQL TRUE/FALSE, or NULL for empty."""
+    if isinstance(value, Scalar):
+        if value.type == "boolean":
+            return value.sql
+        return f"CASE WHEN {value.sql} IS NULL THEN NULL ELSE TRUE END"
+    if value.one is not None:
+        e = value.one
+        return f"CASE WHEN {e} IS NULL THEN NULL WHEN cl_fp_kind({e}) = 'boolean' THEN cl_fp_bool({e}) ELSE TRUE END"
+    return f"cl_fp_truthy({value.sql})"
+
+
+# -- the compiler ----------------------------------------------------------------------------------
+
+
+def compile_path(node: Node, scope: Scope) -> Value:
+    """Compile a FHIRPath tree in a scope."""
+    if isinstance(node, Literal):
+        return _literal(node, scope)
+    if isinstance(node, Member):
+        return _member(node, scope)
+    if isinstance(node, Call):
+        from carelake.fhir._library import compile_call  # the function library builds on this module
+
+        return compile_call(node, scope)
+    if isinstance(node, Indexer):
+        base = as_coll(compile_path(node.target, scope))
+        index = as_scalar(compile_path(node.index, scope.at(scope.focus)), "integer", scope).sql
+        return Coll(f"cl_fp_slice({base.sql}, {index}, 1)", one=f"cl_fp_at({base.sql}, {index})", type=base.type)
+    if isinstance(node, Binary):
+        return _binary(node, scope)
+    if isinstance(node, Unary):
+        operand = compile_path(node.operand, scope)
+        type_ = natural_type(operand) if natural_type(operand) in ("integer", "decimal") else "decimal"
+        number = as_scalar(operand, type_, scope)
+        return number if node.op == "+" else Scalar(f"(-{number.sql})", type_)
+    if isinstance(node, TypeOp):
+        return _type_op(node, scope)
+    if isinstance(node, Variable):
+        if node.name == "this":
+            return scope.focus
+        raise scope.fail(f"${node.name} is not supported in views")
+    if isinstance(node, Constant):
+        return _constant(node, scope)
+    raise scope.fail(f"unsupported FHIRPath construct {type(node).__name__}")
+
+
+def _literal(node: Literal, scope: Scope) -> Value:
+    if node.type == "empty":
+        return EMPTY
+    if node.type == "string":
+        return Scalar(sql_string(str(node.value)), "string")
+    if node.type == "boolean":
+        return Scalar("TRUE" if node.value else "FALSE", "boolean")
+    if node.type == "integer":
+        return Scalar(f"CAST({node.value} AS BIGINT)", "integer")
+    if node.type == "decimal":
+        return Scalar(f"CAST({node.value} AS DOUBLE)", "decimal")
+    if node.type in ("date", "dateTime", "time"):
+        return Scalar(sql_string(str(node.value)), node.type)
+    raise scope.fail(f"{node.type} literals are not supported in views")
+
+
+def _constant(node: Constant, scope: Scope) -> Value:
+    if node.name == "rowIndex":
+        return Scalar(scope.row_index, "integer")
+    if node.name in ("resource", "rootResource"):
+        return single(scope.root, scope.resource_type)
+    if node.name == "context":
+        return scope.focus
+    if node.name in scope.constants:
+        return scope.constants[node.name]
+    known = ", ".join(sorted(scope.constants)) or "none"
+    raise scope.fail(f"undefined constant %{node.name} (constants defined: {known})")
+
+
+def children(base: Coll, name: str, scope: Scope, type_: str | None = None) -> Coll:
+    if base is EMPTY:
+        return EMPTY
+    key = sql_string(name)
+    if base.one is not None:
+        return Coll(f"cl_fp_get({base.one}, {key})", type=type_)
+    v = scope.var()
+    return Coll(f"flatten(list_transform({base.sql}, lambda {v}: cl_fp_get({v}, {key})))", type=type_)
+
+
+def _check_name(name: str, scope: Scope) -> None:
+    if not name.replace("_", "a").isalnum() or not name.isascii():
+        raise scope.fail(f"element name {name!r} is not supported: use letters, digits and underscores")
+
+
+def _member(node: Member, scope: Scope) -> Value:
+    if node.target is None and node.name[:1].isupper():
+        # A type name at the start of a path: the resource itself when it names the view's type.
+        if node.name == scope.resource_type:
+            return scope.focus
+        return EMPTY
+    base = compile_path(node.target, scope) if node.target is not None else scope.focus
+    if isinstance(base, Scalar):
+        return EMPTY
+    _check_name(node.name, scope)
+    return children(base, node.name, scope)
+
+
+def normalize_type(name: str) -> str:
+    """A type specifier without its namespace, FHIRPath system types as FHIR primitive names."""
+    for prefix in ("FHIR.", "System."):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+    return {"String": "string", "Boolean": "boolean", "Integer": "integer", "Decimal": "decimal",
+            "Date": "date", "DateTime": "dateTime", "Time": "time"}.get(name, name)  # fmt: skip
+
+
+def type_name(node: Node, scope: Scope) -> str:
+    """The type specifier written as a function argument (``ofType(Quantity)``, ``FHIR.Patient``)."""
+    parts: list[str] = []
+    current: Node | None = node
+    while isinstance(current, Member):
+        parts.append(current.name)
+        current = current.target
+    if current is not None or not parts:
+        raise scope.fail("expected a type name")
+    return normalize_type(".".join(reversed(parts)))
+
+
+def of_type(target: Node | None, type_name: str, scope: Scope) -> Value:
+    """``x.ofType(T)``.
+
+    Without a schema, a member ``x`` may be a choice element (``value`` → ``valueQuantity``) or a plain
+    one (``active``): the result is the choice element ``x[T]`` plus the elements of ``x`` of type T.
+    """
+    if isinstance(target, Member) and not target.name[:1].isupper():
+        base = compile_path(target.target, scope) if target.target is not None else scope.focus
+        if isinstance(base, Scalar):
+            return EMPTY
+        _check_name(target.name, scope)
+        choice = children(base, target.name + type_name[:1].upper() + type_name[1:], scope, type_name)
+        plain = _type_filter(children(base, target.name, scope), type_name, scope)
+        return Coll(f"list_concat({choice.sql}, {plain.sql})", type=type_name)
+    base = compile_path(target, scope) if target is not None else scope.focus
+    if isinstance(base, Scalar):
+        return base if scalar_type(type_name) == base.type else EMPTY
+    return _type_filter(base, type_name, scope)
+
+
+def _type_filter(base: Coll, type_name: str, scope: Scope) -> Coll:
+    """The elements that can be of a type, judged by their JSON kind (resources by resourceType)."""
+    if base is EMPTY:
+        return EMPTY
+    v = scope.var()
+    if type_name[:1].isupper():
+        test = f"cl_fp_str(cl_fp_at(cl_fp_get({v}, 'resourceType'), 0)) = {sql_string(type_name)}"
+    elif type_name in NUMERIC_TYPES:
+        test = f"cl_fp_kind({v}) = 'number'"
+    elif type_name == "boolean":
+        test = f"cl_fp_kind({v}) = 'boolean'"
+    else:
+        test = f"cl_fp_kind({v}) = 'string'"
+    return Coll(f"list_filter({base.sql}, lambda {v}: {test})", type=type_name)
+
+
+def _type_op(node: TypeOp, scope: Scope) -> Value:
+    filtered = of_type(node.operand, normalize_type(node.type_name), scope)
+    if node.op == "as":
+        return filtered
+    if isinstance(filtered, Scalar):
+        return Scalar(f"({filtered.sql} IS NOT NULL)", "boolean")
+    return Scalar(f"(cl_fp_count({filtered.sql}) > 0)", "boolean")
+
+
+# -- operators -------------------------------------------------------------------------------------
+
+
+def _equals(left: Value, right: Value, scope: Scope) -> str:
+    if isinstance(left, Scalar) and isinstance(right, Scalar):
+        a, b = _common(left, right, scope)
+        return f"({a} = {b})"
+    if isinstance(left, Coll) and isinstance(right, Coll):
+        if left.one is not None and right.one is not None:
+            return f"cl_fp_element_equals({left.one}, {right.one})"
+        return f"cl_fp_equals({left.sql}, {right.sql})"
+    scalar, coll = (left, right) if isinstance(left, Scalar) else (right, left)
+    assert isinstance(scalar, Scalar) and isinstance(coll, Coll)
+    target = _comparison_type(scalar.type)
+    if coll.one is not None:
+        return f"({convert_element(coll.one, target)} = {as_scalar(scalar, target, scope).sql})"
+    other = as_scalar(scalar, target, scope).sql
+    return let(
+        coll.sql,
+        lambda c: (
+            f"CASE WHEN cl_fp_count({c}) = 0 THEN NULL WHEN cl_fp_count({c}) > 1 THEN FALSE "
+            f"ELSE {convert_element(f'cl_fp_at({c}, 0)', target)} = {other} END"
+        ),
+        scope,
+    )
+
+
+def _comparison_type(type_: str) -> str:
+    return type_ if type_ in ("integer", "decimal", "boolean") else "string"
+
+
+def _common(left: Scalar, right: Scalar, scope: Scope) -> tuple[str, str]:
+    """Two scalars in one comparable SQL type."""
+    if sql_type(left.type) == sql_type(right.type):
+        return left.sql, right.sql
+    if {left.type, right.type} <= {"integer", "decimal"}:
+        return as_scalar(left, "decimal", scope).sql, as_scalar(right, "decimal", scope).sql
+    return as_scalar(left, "string", scope).sql, as_scalar(right, "string", scope).sql
+
+
+def _order(op: str, left: Value, right: Value, scope: Scope) -> str:
+    if isinstance(left, Coll) and isinstance(right, Coll):
+        return f"(cl_fp_compare({element_of(left, scope)}, {element_of(right, scope)}) {op} 0)"
+    if isinstance(left, Scalar) and isinstance(right, Scalar):
+        a, b = _common(left, right, scope)
+        return f"({a} {op} {b})"
+    scalar = left if isinstance(left, Scalar) else right
+    assert isinstance(scalar, Scalar)
+    target = _comparison_type(scalar.type)
+    a, b = as_scalar(left, target, scope).sql, as_scalar(right, target, scope).sql
+    return f"({a} {op} {b})"
+
+
+def number(value: Value, scope: Scope) -> Scalar:
+    type_ = natural_type(value)
+    return as_scalar(value, type_ if type_ in ("integer", "decimal") else "decimal", scope)
+
+
+def _arithmetic(op: str, left: Value, right: Value, scope: Scope) -> Scalar:
+    if op == "&":
+        a, b = as_scalar(left, "string", scope).sql, as_scalar(right, "string", scope).sql
+        return Scalar(f"(coalesce({a}, '') || coalesce({b}, ''))", "string")
+    if op == "+" and "string" in (natural_type(left), natural_type(right)):
+        a, b = as_scalar(left, "string", scope).sql, as_scalar(right, "string", scope).sql
+        return Scalar(f"({a} || {b})", "string")
+    a, b = number(left, scope), number(right, scope)
+    both_integer = a.type == "integer" and b.type == "integer"
+    if op == "/":
+        return Scalar(f"(CAST({a.sql} AS DOUBLE) / NULLIF(CAST({b.sql} AS DOUBLE), 0))", "decimal")
+    if op == "div":
+        q = f"({a.sql} / NULLIF({b.sql}, 0))"
+        return Scalar(f"CAST(CASE WHEN {q} >= 0 THEN floor({q}) ELSE ceil({q}) END AS BIGINT)", "integer")
+    if op == "mod":
+        return Scalar(f"({a.sql} % NULLIF({b.sql}, 0))", "integer" if both_integer else "decimal")
+    return Scalar(f"({a.sql} {op} {b.sql})", "integer" if both_integer else "decimal")
+
+
+def _binary(node: Binary, scope: Scope) -> Value:
+    op = node.op
+    left, right = compile_path(node.left, scope), compile_path(node.right, scope)
+    if op in ("and", "or", "xor", "implies"):
+        a, b = to_bool(left, scope), to_bool(right, scope)
+        sql = {"and": f"({a} AND {b})", "or": f"({a} OR {b})", "xor": f"({a} <> {b})"}.get(op, f"((NOT {a}) OR {b})")
+        return Scalar(sql, "boolean")
+    if op in ("=", "!="):
+        eq = _equals(left, right, scope)
+        return Scalar(eq if op == "=" else f"(NOT {eq})", "boolean")
+    if op in ("~", "!~"):
+        a, b = as_scalar(left, "string", scope).sql, as_scalar(right, "string", scope).sql
+        eq = f"coalesce(lower({a}) = lower({b}), {a} IS NULL AND {b} IS NULL)"
+        return Scalar(eq if op == "~" else f"(NOT {eq})", "boolean")
+    if op in ("<", "<=", ">", ">="):
+        return Scalar(_order(op, left, right, scope), "boolean")
+    if op == "|":
+        return Coll(f"cl_fp_distinct(list_concat({as_coll(left).sql}, {as_coll(right).sql}))")
+    if op in ("in", "contains"):
+        item, coll = (left, right) if op == "in" else (right, left)
+        element = element_of(as_coll(item), scope)
+        v = scope.var()
+        texts = f"list_transform({as_coll(coll).sql}, lambda {v}: cl_fp_json({v}))"
+        return Scalar(f"CASE WHEN {element} IS NULL THEN NULL ELSE list_contains({texts}, cl_fp_json({element})) END",
+                      "boolean")  # fmt: skip
+    if op in ("+", "-", "*", "/", "div", "mod", "&"):
+        return _arithmetic(op, left, right, scope)
+    raise scope.fail(f"unsupported FHIRPath operator {op!r}")

@@ -1,0 +1,113 @@
+"""carelake's cl_fp_* SQL functions (FHIRPath collections) give the same answers on DuckDB and Spark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from carelake.engine import make_engine
+from carelake.engine._functions import FUNCTIONS
+from carelake.errors import QueryError
+
+DOC = (
+    '{"id": "p1", "name": [{"family": "F", "given": ["a", "b"]}, {"family": null}], "active": true, '
+    '"n": 1.25, "i": 7, "o": {"x": 1}, "s": "text", "nul": null, "arr": [1, null, "two"]}'
+)
+
+
+def _texts(c: str) -> str:
+    return f"list_transform({c}, lambda _v: cl_fp_json(_v))"
+
+
+R = "cl_fp_parse(t)"
+EXPRESSIONS: dict[str, tuple[str, Any]] = {
+    "get array": (_texts(f"cl_fp_get({R}, 'name')"), ['{"family":"F","given":["a","b"]}', '{"family":null}']),
+    "get object": (_texts(f"cl_fp_get({R}, 'o')"), ['{"x":1}']),
+    "get missing": (_texts(f"cl_fp_get({R}, 'nope')"), []),
+    "get json null": (_texts(f"cl_fp_get({R}, 'nul')"), []),
+    "get drops nulls": (_texts(f"cl_fp_get({R}, 'arr')"), ["1", '"two"']),
+    "get on a string": (_texts("cl_fp_get(cl_fp_of('x'), 'id')"), []),
+    "get on no element": (_texts("cl_fp_get(cl_fp_null(), 'id')"), []),
+    "nested": (
+        f"list_transform(flatten(list_transform(cl_fp_get({R}, 'name'), lambda _n: cl_fp_get(_n, 'given'))), "
+        "lambda _g: cl_fp_str(_g))",
+        ["a", "b"],
+    ),
+    "kinds": (
+        f"[cl_fp_kind({R}), cl_fp_kind(cl_fp_at(cl_fp_get({R}, 's'), 0)), cl_fp_kind(cl_fp_at(cl_fp_get({R}, 'n'), 0)),"
+        f" cl_fp_kind(cl_fp_at(cl_fp_get({R}, 'active'), 0)), cl_fp_kind(cl_fp_null())]",
+        ["object", "string", "number", "boolean", None],
+    ),
+    "str": (f"cl_fp_str(cl_fp_at(cl_fp_get({R}, 's'), 0))", "text"),
+    "num": (f"cl_fp_num(cl_fp_at(cl_fp_get({R}, 'n'), 0))", 1.25),
+    "int": (f"cl_fp_int(cl_fp_at(cl_fp_get({R}, 'i'), 0))", 7),
+    "bool": (f"[cl_fp_bool(cl_fp_at(cl_fp_get({R}, 'active'), 0)), cl_fp_bool(cl_fp_of('true'))]", [True, None]),
+    "scale": (f"cl_fp_scale(cl_fp_at(cl_fp_get({R}, 'n'), 0))", 2),
+    "of": (_texts("[cl_fp_of('x'), cl_fp_of(CAST(2 AS BIGINT)), cl_fp_of(TRUE)]"), ['"x"', "2", "true"]),
+    "count": (f"cl_fp_count(cl_fp_get({R}, 'name'))", 2),
+    "at out of range": (f"cl_fp_at(cl_fp_get({R}, 'name'), 5) IS NULL", True),
+    "slice": (_texts(f"cl_fp_slice(cl_fp_get({R}, 'arr'), 1, 5)"), ['"two"']),
+    "slice empty": (_texts(f"cl_fp_slice(cl_fp_get({R}, 'arr'), 0, 0)"), []),
+    "indexed": (f"list_transform(cl_fp_indexed(cl_fp_get({R}, 'arr')), lambda _s: _s.i)", [0, 1]),
+    "indexed or null": ("list_transform(cl_fp_indexed_or_null(cl_fp_empty()), lambda _s: _s.e IS NULL)", [True]),
+    "iterate": (
+        "cl_fp_iterate([CAST(1 AS BIGINT)], lambda _a, _n: list_concat(_a, [CAST(_n AS BIGINT)]), 3)",
+        [1, 0, 1, 2],
+    ),
+    "one": (f"cl_fp_str(cl_fp_one(cl_fp_get({R}, 's'), 'boom'))", "text"),
+    "truthy": (
+        f"[cl_fp_truthy(cl_fp_get({R}, 'active')), cl_fp_truthy(cl_fp_get({R}, 's')), cl_fp_truthy(cl_fp_empty())]",
+        [True, True, None],
+    ),
+    "where": (f"[cl_fp_where(cl_fp_get({R}, 'active'), 'boom'), cl_fp_where(cl_fp_empty(), 'boom')]", [True, False]),
+    "element equals": (
+        "[cl_fp_element_equals(cl_fp_of(1), cl_fp_of(1.0)), cl_fp_element_equals(cl_fp_of('1'), cl_fp_of(1)), "
+        "cl_fp_element_equals(cl_fp_of('a'), cl_fp_null())]",
+        [True, False, None],
+    ),
+    "equals": (
+        f"[cl_fp_equals(cl_fp_get({R}, 'arr'), cl_fp_get({R}, 'arr')), cl_fp_equals(cl_fp_get({R}, 'arr'), "
+        f"cl_fp_get({R}, 's')), cl_fp_equals(cl_fp_empty(), cl_fp_get({R}, 's'))]",
+        [True, False, None],
+    ),
+    "compare": ("[cl_fp_compare(cl_fp_of(2), cl_fp_of(10)), cl_fp_compare(cl_fp_of('2'), cl_fp_of('10'))]", [-1, 1]),
+    "distinct": (_texts("cl_fp_distinct([cl_fp_of(1), cl_fp_of('a'), cl_fp_of(1)])"), ["1", '"a"']),
+}
+
+
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
+def results(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    path: Path = tmp_path_factory.mktemp("fn") / "docs.parquet"
+    pq.write_table(pa.table({"t": [DOC]}), path)
+    eng = make_engine(request.param)
+    eng.register_parquet("docs", [path])
+    names = list(EXPRESSIONS)
+    sql = "SELECT " + ", ".join(f"{EXPRESSIONS[n][0]} AS c{i}" for i, n in enumerate(names)) + " FROM docs"
+    row = eng.query(sql).to_pylist()[0]
+    return {n: row[f"c{i}"] for i, n in enumerate(names)}
+
+
+@pytest.mark.parametrize("name", list(EXPRESSIONS))
+def test_function(name: str, results: dict[str, Any]) -> None:
+    assert results[name] == EXPRESSIONS[name][1]
+
+
+def test_errors_carry_the_message(engine: str, tmp_path: Path) -> None:
+    path = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"t": [DOC]}), path)
+    eng = make_engine(engine)
+    eng.register_parquet("docs", [path])
+    with pytest.raises(QueryError, match="several names"):
+        eng.query(f"SELECT cl_fp_one(cl_fp_get({R}, 'name'), 'several names') IS NULL AS x FROM docs")
+    with pytest.raises(QueryError, match="not a boolean"):
+        eng.query(f"SELECT cl_fp_where(cl_fp_get({R}, 's'), 'not a boolean') AS x FROM docs")
+
+
+def test_every_fhirpath_function_is_tested() -> None:
+    used = " ".join(sql for sql, _ in EXPRESSIONS.values())
+    missing = [n for n in FUNCTIONS if n.startswith("cl_fp_") and n + "(" not in used and n != "cl_fp_error"]
+    assert missing == []
