@@ -111,3 +111,31 @@ def test_strict_exits_1_and_commits_nothing(tmp_path: Path) -> None:
     assert "invalid-json" in result.stderr
     status = json.loads(carelake("status", "--json", lake=tmp_path / "lake").stdout)
     assert [t["name"] for t in status["tables"]] == ["quarantine"]
+
+
+def test_view_run_over_source_and_lake_and_view_sql(tmp_path: Path, testdata: Path) -> None:
+    view = testdata / "sql-on-fhir-v2/spec/example-viewdefinitions/patient_demographics.json"
+    bulk = testdata / "synthea-fhir-r4/bulk-ndjson-10-patients"
+    result = carelake("view", "run", str(view), "--source", str(bulk), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 13 and set(rows[0]) == {"id", "date_of_birth", "gender"}
+
+    lake = tmp_path / "lake"
+    carelake("ingest", "fhir", str(bulk), lake=lake)
+    out = tmp_path / "patients.parquet"
+    result = carelake("view", "run", str(view), "--format", "parquet", "--out", str(out), lake=lake)
+    assert result.returncode == 0, result.stderr
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out).num_rows == 13
+
+    sql = carelake("view", "sql", str(view)).stdout
+    assert "resources" in sql and "cl_" in sql
+
+
+def test_view_run_bad_definition_names_the_element(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"resourceType": "ViewDefinition", "resource": "Patient", "select": [{"column": [{"name": "x"}]}]}')
+    result = carelake("view", "sql", str(bad))
+    assert result.returncode == 1 and "select[0].column[0]" in result.stderr

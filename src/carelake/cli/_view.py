@@ -1,0 +1,125 @@
+"""``carelake view``: SQL-on-FHIR v2 ViewDefinitions as flat tables."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from carelake.cli._app import app, state
+from carelake.cli._console import err, out
+from carelake.cli._options import EngineChoice, EngineOption
+from carelake.errors import InputError
+
+view_app = typer.Typer(help="Flat tables from SQL-on-FHIR v2 ViewDefinitions.", no_args_is_help=True)
+app.add_typer(view_app, name="view")
+
+
+class ViewFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    ndjson = "ndjson"
+    json = "json"
+    parquet = "parquet"
+
+
+ViewArgument = Annotated[Path, typer.Argument(help="A ViewDefinition JSON file.")]
+
+
+def _load(path: Path) -> dict[str, Any]:
+    import orjson
+
+    try:
+        view = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise InputError(
+            f"cannot read the ViewDefinition {path}: {exc}", hint="pass a JSON ViewDefinition file"
+        ) from exc
+    if not isinstance(view, dict):
+        raise InputError(f"{path} is not a JSON object", hint="a ViewDefinition is one JSON object")
+    return view
+
+
+@view_app.command("run", epilog="Example:  carelake view run patients.json --source export/ --format csv")
+def view_run_command(
+    view: ViewArgument,
+    source: Annotated[
+        list[Path] | None, typer.Option("--source", help="FHIR files or folders to read instead of the lake.")
+    ] = None,
+    format: Annotated[ViewFormat, typer.Option("--format", help="Output format.")] = ViewFormat.table,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
+    engine: EngineOption = EngineChoice.duckdb,
+) -> None:
+    """Run a ViewDefinition over the lake's current resources, or over FHIR files given with --source."""
+    from carelake.fhir import run_view
+    from carelake.lake import open_lake
+
+    definition = _load(view)
+    if source:
+        from carelake.sources.fhir import ingest_fhir
+
+        scratch = Path(tempfile.mkdtemp(prefix="carelake-view-")) / "lake"
+        summary = ingest_fhir(source, lake=scratch, engine=engine.value, keep_raw=False)
+        if summary.quarantined:
+            err.print(
+                f"{summary.quarantined:,} record(s) of the source were quarantined and are not in the view",
+                highlight=False,
+                markup=False,
+            )
+        lake = open_lake(scratch, create=False)
+    else:
+        lake = open_lake(state.lake, create=False)
+    result = run_view(definition, lake=lake, engine=engine.value)
+    _write(result, format, out_file)
+
+
+@view_app.command("sql", epilog="Example:  carelake view sql patients.json --engine spark")
+def view_sql_command(view: ViewArgument, engine: EngineOption = EngineChoice.duckdb) -> None:
+    """Print the SQL a ViewDefinition compiles to, for the chosen engine."""
+    from carelake.engine import to_dialect
+    from carelake.fhir import compile_view
+
+    sql = compile_view(_load(view))
+    typer.echo(to_dialect(sql, engine.value) if engine is EngineChoice.spark else sql)
+
+
+def _write(result: Any, format: ViewFormat, target: Path | None) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if format is ViewFormat.parquet:
+        if target is None:
+            raise InputError("--format parquet needs --out FILE", hint="add --out rows.parquet")
+        pq.write_table(result, target)
+    elif format is ViewFormat.csv:
+        pacsv.write_csv(result, str(target) if target else sys.stdout.buffer)
+    elif format in (ViewFormat.ndjson, ViewFormat.json):
+        import orjson
+
+        rows = result.to_pylist()
+        if format is ViewFormat.json:
+            data = orjson.dumps(rows, option=orjson.OPT_INDENT_2, default=str) + b"\n"
+        else:
+            data = b"".join(orjson.dumps(r, default=str) + b"\n" for r in rows)
+        if target:
+            target.write_bytes(data)
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+    else:
+        from rich.table import Table
+
+        table = Table()
+        for name in result.column_names:
+            table.add_column(name)
+        for row in result.to_pylist():
+            table.add_row(*("" if v is None else str(v) for v in row.values()))
+        out.print(table)
+    if target:
+        err.print(f"wrote {result.num_rows:,} row(s) to {target}", highlight=False, markup=False)
+    if format is ViewFormat.table:
+        err.print(f"{result.num_rows:,} row(s)", highlight=False, markup=False)
