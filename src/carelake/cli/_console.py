@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -55,3 +57,53 @@ class RichProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+class TableFormat(StrEnum):
+    """How a result table is written: for people (table) or for other tools."""
+
+    table = "table"
+    csv = "csv"
+    ndjson = "ndjson"
+    json = "json"
+    parquet = "parquet"
+
+
+def write_table(result: Any, format: TableFormat, target: Path | None = None) -> None:
+    """Write an Arrow table to stdout or a file; the row count goes to stderr."""
+    from carelake.errors import InputError
+
+    if format is TableFormat.parquet:
+        import pyarrow.parquet as pq
+
+        if target is None:
+            raise InputError("--format parquet needs --out FILE", hint="add --out rows.parquet")
+        pq.write_table(result, target)
+    elif format is TableFormat.csv:
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(result, str(target) if target else sys.stdout.buffer)
+        sys.stdout.flush()
+    elif format in (TableFormat.ndjson, TableFormat.json):
+        rows = result.to_pylist()
+        if format is TableFormat.json:
+            data = orjson.dumps(rows, option=orjson.OPT_INDENT_2, default=str) + b"\n"
+        else:
+            data = b"".join(orjson.dumps(r, default=str) + b"\n" for r in rows)
+        if target:
+            target.write_bytes(data)
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+    else:
+        from rich.table import Table
+
+        table = Table()
+        for name in result.column_names:
+            table.add_column(name)
+        for row in result.to_pylist():
+            table.add_row(*("" if v is None else str(v) for v in row.values()))
+        out.print(table)
+    where = f" to {target}" if target else ""
+    if target or format is TableFormat.table:
+        err.print(f"{result.num_rows:,} row(s){where}", highlight=False, markup=False)

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from carelake.cli._app import app, state
-from carelake.cli._console import emit_json, err, out
+from carelake.cli._console import TableFormat, emit_json, out, write_table
 from carelake.cli._options import EngineChoice, EngineOption, JsonOption, SparkMasterOption, SparkRemoteOption
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 @app.command("status", epilog="Example:  carelake status --json")
@@ -52,7 +45,8 @@ def status_command(json: JsonOption = False) -> None:
 )
 def sql_command(
     query: Annotated[str, typer.Argument(help="SQL (DuckDB dialect) over the lake's tables and views.")],
-    format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    format: Annotated[TableFormat, typer.Option("--format", help="Output format.")] = TableFormat.table,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
     engine: EngineOption = EngineChoice.duckdb,
     spark_master: SparkMasterOption = None,
     spark_remote: SparkRemoteOption = None,
@@ -63,21 +57,4 @@ def sql_command(
     result = open_lake(state.lake, create=False).sql(
         query, engine=engine.value, spark_master=spark_master, spark_remote=spark_remote
     )
-    if format is OutputFormat.csv:
-        import pyarrow.csv as pacsv
-
-        sink = sys.stdout.buffer
-        pacsv.write_csv(result, sink)
-        sink.flush()
-    elif format is OutputFormat.json:
-        emit_json(result.to_pylist())
-    else:
-        from rich.table import Table
-
-        table = Table(show_lines=False)
-        for name in result.column_names:
-            table.add_column(name)
-        for row in result.to_pylist():
-            table.add_row(*("" if v is None else str(v) for v in row.values()))
-        out.print(table)
-        err.print(f"{result.num_rows:,} row(s)", highlight=False)
+    write_table(result, format, out_file)

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 import tempfile
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from carelake.cli._app import app, state
-from carelake.cli._console import err, out
+from carelake.cli._console import TableFormat, err, write_table
 from carelake.cli._options import EngineChoice, EngineOption
 from carelake.errors import InputError
 
 view_app = typer.Typer(help="Flat tables from SQL-on-FHIR v2 ViewDefinitions.", no_args_is_help=True)
 app.add_typer(view_app, name="view")
-
-
-class ViewFormat(StrEnum):
-    table = "table"
-    csv = "csv"
-    ndjson = "ndjson"
-    json = "json"
-    parquet = "parquet"
 
 
 ViewArgument = Annotated[Path, typer.Argument(help="A ViewDefinition JSON file.")]
@@ -50,7 +40,7 @@ def view_run_command(
     source: Annotated[
         list[Path] | None, typer.Option("--source", help="FHIR files or folders to read instead of the lake.")
     ] = None,
-    format: Annotated[ViewFormat, typer.Option("--format", help="Output format.")] = ViewFormat.table,
+    format: Annotated[TableFormat, typer.Option("--format", help="Output format.")] = TableFormat.table,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
     engine: EngineOption = EngineChoice.duckdb,
 ) -> None:
@@ -74,7 +64,7 @@ def view_run_command(
     else:
         lake = open_lake(state.lake, create=False)
     result = run_view(definition, lake=lake, engine=engine.value)
-    _write(result, format, out_file)
+    write_table(result, format, out_file)
 
 
 @view_app.command("sql", epilog="Example:  carelake view sql patients.json --engine spark")
@@ -85,41 +75,3 @@ def view_sql_command(view: ViewArgument, engine: EngineOption = EngineChoice.duc
 
     sql = compile_view(_load(view))
     typer.echo(to_dialect(sql, engine.value) if engine is EngineChoice.spark else sql)
-
-
-def _write(result: Any, format: ViewFormat, target: Path | None) -> None:
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    if format is ViewFormat.parquet:
-        if target is None:
-            raise InputError("--format parquet needs --out FILE", hint="add --out rows.parquet")
-        pq.write_table(result, target)
-    elif format is ViewFormat.csv:
-        pacsv.write_csv(result, str(target) if target else sys.stdout.buffer)
-    elif format in (ViewFormat.ndjson, ViewFormat.json):
-        import orjson
-
-        rows = result.to_pylist()
-        if format is ViewFormat.json:
-            data = orjson.dumps(rows, option=orjson.OPT_INDENT_2, default=str) + b"\n"
-        else:
-            data = b"".join(orjson.dumps(r, default=str) + b"\n" for r in rows)
-        if target:
-            target.write_bytes(data)
-        else:
-            sys.stdout.buffer.write(data)
-            sys.stdout.flush()
-    else:
-        from rich.table import Table
-
-        table = Table()
-        for name in result.column_names:
-            table.add_column(name)
-        for row in result.to_pylist():
-            table.add_row(*("" if v is None else str(v) for v in row.values()))
-        out.print(table)
-    if target:
-        err.print(f"wrote {result.num_rows:,} row(s) to {target}", highlight=False, markup=False)
-    if format is ViewFormat.table:
-        err.print(f"{result.num_rows:,} row(s)", highlight=False, markup=False)
