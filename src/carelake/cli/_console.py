@@ -19,7 +19,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-err = Console(stderr=True)
+# soft_wrap: long lines (paths, commands to copy) are never broken, whatever the terminal width.
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -44,10 +46,10 @@ def demo_command(
         markup=False,
     )
     err.print(f"report     {summary.report}", highlight=False, markup=False)
+    # Under `make demo` the virtualenv is not on PATH: show the commands as they can be pasted.
+    exe = "carelake" if shutil.which("carelake") else sys.argv[0]
     err.print(f"done in {summary.seconds:.0f} s. Explore:", highlight=False, markup=False)
-    err.print(f"  carelake --lake {summary.lake} status", highlight=False, markup=False)
-    err.print(
-        f'  carelake --lake {summary.lake} sql "select resource_type, count(*) from resources group by 1"',
-        highlight=False,
-        markup=False,
-    )
+    err.print(f"  {exe} --lake {summary.lake} status", highlight=False, markup=False)
+    query = "select resource_type, count(*) from resources group by 1"
+    err.print(f'  {exe} --lake {summary.lake} sql "{query}"', highlight=False, markup=False)
+    err.print(f"  open {summary.report}", highlight=False, markup=False)
