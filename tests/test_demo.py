@@ -48,4 +48,4 @@ def test_demo_cli_prints_figures_and_next_steps(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert Path(summary["report"]).is_file()
-    assert "carelake --lake" in result.stderr and "records" in result.stderr
+    assert " --lake " in result.stderr and " status" in result.stderr and "records" in result.stderr

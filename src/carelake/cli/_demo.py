@@ -47,7 +47,12 @@ def demo_command(
     )
     err.print(f"report     {summary.report}", highlight=False, markup=False)
     # Under `make demo` the virtualenv is not on PATH: show the commands as they can be pasted.
-    exe = "carelake" if shutil.which("carelake") else sys.argv[0]
+    if shutil.which("carelake"):
+        exe = "carelake"
+    elif sys.argv[0].endswith("__main__.py"):
+        exe = f"{sys.executable} -m carelake"
+    else:
+        exe = sys.argv[0]
     err.print(f"done in {summary.seconds:.0f} s. Explore:", highlight=False, markup=False)
     err.print(f"  {exe} --lake {summary.lake} status", highlight=False, markup=False)
     query = "select resource_type, count(*) from resources group by 1"
