@@ -43,7 +43,9 @@ def test_demo_refuses_a_folder_it_did_not_create(tmp_path: Path) -> None:
 def test_demo_cli_prints_figures_and_next_steps(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "carelake", "demo", "--patients", "40", "--out", str(tmp_path / "d"), "--json"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
