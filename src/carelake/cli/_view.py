@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from carelake.cli._app import app, state
-from carelake.cli._console import TableFormat, err, write_table
-from carelake.cli._options import EngineChoice, EngineOption
+from carelake.cli._console import TableFormat, emit_json, err, write_table
+from carelake.cli._options import EngineChoice, EngineOption, JsonOption
 from carelake.errors import InputError
 
 view_app = typer.Typer(help="Flat tables from SQL-on-FHIR v2 ViewDefinitions.", no_args_is_help=True)
@@ -65,6 +65,23 @@ def view_run_command(
         lake = open_lake(state.lake, create=False)
     result = run_view(definition, lake=lake, engine=engine.value)
     write_table(result, format, out_file)
+
+
+@view_app.command("materialize", epilog="Example:  carelake view materialize views/ --engine duckdb --json")
+def view_materialize_command(
+    paths: Annotated[list[Path], typer.Argument(help="ViewDefinition files, or folders of them.")],
+    engine: EngineOption = EngineChoice.duckdb,
+    json: JsonOption = False,
+) -> None:
+    """Write each view as a silver table named by the view's name, replacing the previous rows, in one commit."""
+    from carelake.fhir import load_views, materialize_views
+    from carelake.lake import open_lake
+
+    counts = materialize_views(load_views(paths), lake=open_lake(state.lake, create=False), engine=engine.value)
+    if json:
+        emit_json(counts)
+    for name, rows in counts.items():
+        err.print(f"silver.{name}: {rows:,} row(s)", highlight=False, markup=False)
 
 
 @view_app.command("sql", epilog="Example:  carelake view sql patients.json --engine spark")

@@ -175,6 +175,7 @@ class Transaction:
         self.staging.mkdir(parents=True)
         self.summary: dict[str, Any] = {}
         self._appends: list[tuple[str, str, list[Path], int]] = []
+        self._replaced: set[str] = set()
         self._new_tables: dict[str, tuple[str, pa.Schema]] = {}
         self._views: dict[str, ViewEntry] = {}
         self._raw: list[tuple[Path, str]] = []
@@ -206,6 +207,11 @@ class Transaction:
         shutil.copyfile(source, staged)
         self._raw.append((staged, target))
 
+    def replace(self, table: str, *, layer: str, files: list[Path], rows: int) -> None:
+        """Make staged Parquet files the whole content of a table at commit (a full refresh)."""
+        self._replaced.add(table)
+        self.append(table, layer=layer, files=files, rows=rows)
+
     def define_view(self, name: str, sql: str, *, layer: str) -> None:
         self._views[name] = ViewEntry(layer=layer, sql=sql)
 
@@ -221,8 +227,12 @@ class Transaction:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(schema.empty_table(), target)
                 catalog.tables[table] = TableEntry(layer=layer, files=[_rel(root, target)], rows=0)
+        for table in self._replaced:
+            # The old files stay on disk until the next writer's garbage collection: readers may hold them.
+            catalog.tables[table] = TableEntry(layer=catalog.tables[table].layer if table in catalog.tables else "")
         for table, layer, files, rows in self._appends:
             entry = catalog.tables.setdefault(table, TableEntry(layer=layer))
+            entry.layer = entry.layer or layer
             folder = root / layer / table
             folder.mkdir(parents=True, exist_ok=True)
             start = len(entry.files)

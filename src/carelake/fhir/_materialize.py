@@ -1,0 +1,76 @@
+"""Materialise ViewDefinitions as silver tables: compiled once, written by the engine, committed atomically."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pyarrow.parquet as pq
+
+from carelake.errors import ConfigError, InputError
+from carelake.fhir._compile import compile_view
+from carelake.fhir._errors import ViewDefinitionError
+
+if TYPE_CHECKING:
+    from carelake.lake import Lake
+
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+STAGE = "materialize-views"
+
+
+def load_views(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """ViewDefinitions from JSON files and folders of them (sorted), each checked to be an object."""
+    views = []
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise InputError(f"no such file or directory: {path}", hint="pass ViewDefinition files or folders")
+        for file in sorted(path.glob("*.json")) if path.is_dir() else [path]:
+            try:
+                view = orjson.loads(file.read_bytes())
+            except orjson.JSONDecodeError as exc:
+                raise InputError(
+                    f"{file}: invalid JSON at line {exc.lineno} column {exc.colno}", hint="fix the ViewDefinition file"
+                ) from exc
+            if not isinstance(view, dict):
+                raise InputError(f"{file} is not a JSON object", hint="a ViewDefinition is one JSON object")
+            views.append(view)
+    return views
+
+
+def materialize_views(views: Iterable[Mapping[str, Any]], *, lake: Lake, engine: str = "duckdb") -> dict[str, int]:
+    """Write each view's rows as the silver table named by the view's ``name``; return rows per table.
+
+    Every view is compiled before anything runs, so one bad view stops the job before it writes; all tables
+    are replaced in one commit, so re-running refreshes them without duplicating rows.
+    """
+    compiled: dict[str, str] = {}
+    for index, view in enumerate(views):
+        name = view.get("name")
+        if not isinstance(name, str) or not NAME.match(name):
+            raise ViewDefinitionError(
+                f"view {index}: name must be a SQL identifier ([A-Za-z][A-Za-z0-9_]*) to name its silver table"
+            )
+        if name in compiled:
+            raise ViewDefinitionError(f"view {index}: a second view is named {name!r}")
+        compiled[name] = compile_view(view)
+    catalog = lake.catalog
+    for name in compiled:
+        clash = catalog.views.get(name) or catalog.tables.get(name)
+        if clash is not None and clash.layer != "silver":
+            raise ConfigError(
+                f"a {clash.layer} table or view is already called {name!r}",
+                hint="rename the ViewDefinition (its 'name')",
+            )
+    counts: dict[str, int] = {}
+    with lake.transaction(STAGE, parameters={"views": sorted(compiled), "engine": engine}) as tx:
+        eng = lake.connect(engine)
+        for name, sql in compiled.items():
+            files = eng.write_parquet(sql, tx.staging / "views" / name)
+            counts[name] = sum(pq.read_metadata(f).num_rows for f in files)
+            tx.replace(name, layer="silver", files=files, rows=counts[name])
+        tx.summary = {"rows": counts}
+    return counts
