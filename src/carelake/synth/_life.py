@@ -30,21 +30,8 @@ from carelake.synth._terminology import CHRONIC
 
 __all__ = ["Context", "PatientLife", "Truth"]
 
-_INCIDENT = (
-    "htn",
-    "hld",
-    "ckd3",
-    "copd",
-    "asthma",
-    "hf",
-    "cad",
-    "mi",
-    "afib",
-    "stroke",
-    "dementia",
-    "depression",
-    "cancer",
-)
+# Chronic conditions that start at a yearly incidence; type 2 diabetes has its own onset model (_risk.py).
+_INCIDENT = tuple(key for key in CHRONIC if key != "t2d")
 _VIA_HOSPITAL = {"mi": "ami", "stroke": "stroke"}
 
 
