@@ -175,7 +175,7 @@ class Transaction:
         self.staging.mkdir(parents=True)
         self.summary: dict[str, Any] = {}
         self._appends: list[tuple[str, str, list[Path], int]] = []
-        self._replaced: set[str] = set()
+        self._replaced: dict[str, str] = {}
         self._new_tables: dict[str, tuple[str, pa.Schema]] = {}
         self._views: dict[str, ViewEntry] = {}
         self._raw: list[tuple[Path, str]] = []
@@ -209,7 +209,7 @@ class Transaction:
 
     def replace(self, table: str, *, layer: str, files: list[Path], rows: int) -> None:
         """Make staged Parquet files the whole content of a table at commit (a full refresh)."""
-        self._replaced.add(table)
+        self._replaced[table] = layer
         self.append(table, layer=layer, files=files, rows=rows)
 
     def define_view(self, name: str, sql: str, *, layer: str) -> None:
@@ -227,12 +227,11 @@ class Transaction:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(schema.empty_table(), target)
                 catalog.tables[table] = TableEntry(layer=layer, files=[_rel(root, target)], rows=0)
-        for table in self._replaced:
+        for table, layer in self._replaced.items():
             # The old files stay on disk until the next writer's garbage collection: readers may hold them.
-            catalog.tables[table] = TableEntry(layer=catalog.tables[table].layer if table in catalog.tables else "")
+            catalog.tables[table] = TableEntry(layer=layer)
         for table, layer, files, rows in self._appends:
             entry = catalog.tables.setdefault(table, TableEntry(layer=layer))
-            entry.layer = entry.layer or layer
             folder = root / layer / table
             folder.mkdir(parents=True, exist_ok=True)
             start = len(entry.files)

@@ -24,7 +24,6 @@ BOM = b"\xef\xbb\xbf"
 NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 JSON_SUFFIXES = (".json", ".json.gz")
 CHUNK_BYTES = 32 << 20
-MAX_RECORD_BYTES = 1 << 20
 BUNDLE_PATTERN = re.compile(rb'"resourceType"\s*:\s*"Bundle"')
 
 Kind = Literal["ndjson", "json"]
@@ -336,7 +335,7 @@ def _read_json(file_index: int, path: Path, writer: StagingWriter, progress: Cal
             None,
             exc.pos + skipped,
             Problem("invalid-json", f"invalid JSON at {where}: {exc.msg}"),
-            _clip(body),
+            body,
         )
         return
     if isinstance(value, dict) and value.get("resourceType") == "Bundle":
@@ -359,7 +358,3 @@ def stage_bundle(file_index: int, line: int, offset: int, bundle: dict[str, Any]
             writer.add_record(
                 file_index, line, entry.index, offset, orjson.dumps(entry.resource).decode(), entry.assigned_id
             )
-
-
-def _clip(data: bytes) -> str | None:
-    return data.decode("utf-8", errors="replace") if len(data) <= MAX_RECORD_BYTES else None

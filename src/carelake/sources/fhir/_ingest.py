@@ -16,7 +16,7 @@ from carelake.progress import NoProgress, Progress
 from carelake.sources.fhir._files import SourceFile, discover, file_sha256, read_file
 from carelake.sources.fhir._records import describe
 from carelake.sources.fhir._sql import identifiers_sql, keyed_sql, references_sql
-from carelake.sources.fhir._staging import StagingWriter
+from carelake.sources.fhir._staging import StagingWriter, clip_record
 from carelake.sources.fhir._tables import (
     BRONZE_SCHEMAS,
     IDENTIFIERS_TABLE,
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from carelake.engine import Engine
 
 STAGE = "ingest-fhir"
-MAX_QUARANTINED_RECORD = 1 << 20
 
 
 @dataclass
@@ -164,10 +163,6 @@ def _read_file(
     read_file(file_index, source, writer, progress.advance)
 
 
-def _columns(table: str, *, exclude: tuple[str, ...] = ()) -> list[str]:
-    return [f.name for f in BRONZE_SCHEMAS[table] if f.name not in exclude]
-
-
 def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> dict[str, Any]:
     """Check and key staged records in SQL, classify them against the lake, and stage the outputs."""
     clock = _Clock()
@@ -194,7 +189,6 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
     for r in bad.to_pylist():
         text = r["text"].rstrip("\r\n")
         problem = describe(r["rule"], text, assigned_id=r["assigned_id"])
-        record = text if len(text) <= MAX_QUARANTINED_RECORD else None
         rows.append(
             (
                 r["seq"],
@@ -204,7 +198,7 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
                 r["byte_offset"],
                 problem.rule,
                 problem.message,
-                record,
+                clip_record(text),
             )
         )
     writer.write_problems(rows, "quarantine-checked")

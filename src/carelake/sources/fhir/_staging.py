@@ -16,6 +16,7 @@ from carelake.sources.fhir._tables import STAGED_FILES, STAGED_LINES, STAGED_QUA
 
 BATCH_ROWS = 20_000
 BATCH_BYTES = 32 * 1024 * 1024
+MAX_RECORD_BYTES = 1 << 20
 # Small row groups keep the engine's read buffers small when it scans staging (memory stays bounded).
 STAGING_ROW_GROUP = 8192
 
@@ -83,11 +84,13 @@ class StagingWriter:
         entry_index: int | None,
         byte_offset: int | None,
         problem: Problem,
-        record: str | None,
+        record: str | bytes | None,
     ) -> None:
         seq = self.next_seq
         self.next_seq += 1
-        self._problems.append((seq, file_index, line, entry_index, byte_offset, problem.rule, problem.message, record))
+        self._problems.append(
+            (seq, file_index, line, entry_index, byte_offset, problem.rule, problem.message, clip_record(record))
+        )
         self.problems += 1
 
     def _flush_rows(self) -> None:
@@ -116,6 +119,13 @@ class StagingWriter:
 
     def quarantine_files(self) -> list[Path]:
         return sorted(self.folder.glob("quarantine-*.parquet"))
+
+
+def clip_record(record: str | bytes | None) -> str | None:
+    """A refused record as kept in quarantine: text up to MAX_RECORD_BYTES, else None (raw/ keeps the file)."""
+    if record is None or len(record) > MAX_RECORD_BYTES:
+        return None
+    return record.decode("utf-8", errors="replace") if isinstance(record, bytes) else record
 
 
 def _write(path: Path, rows: list[tuple[object, ...]], schema: pa.Schema) -> None:
