@@ -10,7 +10,7 @@ See docs/views.md for what a view may contain and the conformance figures per en
 
 from carelake.fhir._compile import compile_view
 from carelake.fhir._errors import ViewDefinitionError
-from carelake.fhir._materialize import load_views, materialize_views
+from carelake.fhir._materialize import load_views, materialize_views, standard_views
 from carelake.fhir._views import run_view
 
-__all__ = ["ViewDefinitionError", "compile_view", "load_views", "materialize_views", "run_view"]
+__all__ = ["ViewDefinitionError", "compile_view", "load_views", "materialize_views", "run_view", "standard_views"]

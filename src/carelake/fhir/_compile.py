@@ -52,6 +52,10 @@ _CONSTANT_TYPES = {
     "valueUri": "string", "valueUrl": "string", "valueUuid": "string",
 }  # fmt: skip
 
+# A ViewDefinition extension adding a column computed in SQL from the view's other columns: for what
+# FHIRPath cannot say (a length of stay). Other SQL-on-FHIR runners ignore it and give the other columns.
+SQL_COLUMN_URL = "https://carelake.dev/fhir/StructureDefinition/sql-column"
+
 ROOT = "_cl_r"  # the parsed resource
 KEY = "_cl_id"  # its id: getResourceKey(), and the locator in runtime error messages
 
@@ -357,7 +361,8 @@ class _ViewCompiler:
                 conditions.append(f"cl_fp_where({value.sql}, {message})")
         return conditions
 
-    def compile(self) -> str:
+    def rows_sql(self) -> tuple[str, list[Column]]:
+        """The query for the view's select and where, and its columns."""
         selects = self.view.get("select")
         if not isinstance(selects, list) or not selects:
             raise _fail("select", "the view needs a non-empty select list")
@@ -375,7 +380,7 @@ class _ViewCompiler:
         filters = " AND ".join(conditions)
         if not rows.lists:
             outputs = ", ".join(f'{rows.fixed[c.name]} AS "{c.name}"' for c in rows.columns)
-            return f"SELECT {outputs} FROM {source} WHERE {filters}"
+            return f"SELECT {outputs} FROM {source} WHERE {filters}", rows.columns
         product, _ = _product(rows.lists, self.scope)
         inner = [f"{sql} AS {_field(name)}" for name, sql in rows.fixed.items()]
         inner.append(f"unnest({product}) AS _cl_row")
@@ -383,7 +388,50 @@ class _ViewCompiler:
             f'{_field(c.name)} AS "{c.name}"' if c.name in rows.fixed else f'_cl_row.{c.field} AS "{c.name}"'
             for c in rows.columns
         )
-        return f"SELECT {outputs} FROM (SELECT {', '.join(inner)} FROM {source} WHERE {filters}) AS _cl_rows"
+        sql = f"SELECT {outputs} FROM (SELECT {', '.join(inner)} FROM {source} WHERE {filters}) AS _cl_rows"
+        return sql, rows.columns
+
+    def sql_columns(self, columns: list[Column]) -> list[tuple[Column, str]]:
+        """The view's carelake sql-column extensions: (column, SQL over the view's columns), checked."""
+        import sqlglot
+        from sqlglot import exp
+
+        extensions = self.view.get("extension", [])
+        if not isinstance(extensions, list):
+            raise _fail("extension", "extension must be a list")
+        known = {c.name.lower() for c in columns}
+        result = []
+        for i, extension in enumerate(extensions):
+            if not isinstance(extension, Mapping) or extension.get("url") != SQL_COLUMN_URL:
+                continue
+            where = f"extension[{i}]"
+            parts = {p.get("url"): p for p in extension.get("extension", []) if isinstance(p, Mapping)}
+            name = parts.get("name", {}).get("valueString")
+            type_ = parts.get("type", {}).get("valueCode", "string")
+            sql = parts.get("sql", {}).get("valueString")
+            if not isinstance(name, str) or not _NAME.match(name) or not isinstance(sql, str):
+                raise _fail(where, "a sql-column needs a name (valueString, a SQL identifier) and sql (valueString)")
+            if name.lower() in self.names:
+                raise _fail(where, f"column name {name!r} is used twice (names are compared ignoring case)")
+            try:
+                tree = sqlglot.parse_one(sql, read="duckdb")
+            except sqlglot.errors.ParseError as exc:
+                raise _fail(where, f"cannot parse the SQL of column {name!r}: {exc.errors[0]['description']}") from None
+            used = {c.name.lower() for c in tree.find_all(exp.Column)}
+            if used - known:
+                raise _fail(where, f"column {name!r} reads {sorted(used - known)[0]!r}, which the view does not define")
+            self.names.add(name.lower())
+            result.append((Column(name, type_, False), sql))
+        return result
+
+    def compile(self) -> str:
+        base, columns = self.rows_sql()
+        added = self.sql_columns(columns)
+        if not added:
+            return base
+        outputs = [f'"{c.name}"' for c in columns]
+        outputs += [f'CAST(({sql}) AS {column.sql_type}) AS "{column.name}"' for column, sql in added]
+        return f"SELECT {', '.join(outputs)} FROM ({base}) AS _cl_view"
 
 
 def _field(name: str) -> str:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 STAGE = "materialize-views"
+STANDARD = Path(__file__).with_name("standard")  # the view library shipped with carelake (docs/views.md)
 
 
 def load_views(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -41,6 +42,11 @@ def load_views(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     return views
 
 
+def standard_views() -> list[dict[str, Any]]:
+    """carelake's standard view library: patients, encounters, conditions, observations and more."""
+    return load_views([STANDARD])
+
+
 def materialize_views(views: Iterable[Mapping[str, Any]], *, lake: Lake, engine: str = "duckdb") -> dict[str, int]:
     """Write each view's rows as the silver table named by the view's ``name``; return rows per table.
 
@@ -59,7 +65,7 @@ def materialize_views(views: Iterable[Mapping[str, Any]], *, lake: Lake, engine:
         compiled[name] = compile_view(view)
     catalog = lake.catalog
     for name in compiled:
-        clash = catalog.views.get(name) or catalog.tables.get(name)
+        clash = next((e for n, e in [*catalog.views.items(), *catalog.tables.items()] if n.lower() == name.lower()), None)
         if clash is not None and clash.layer != "silver":
             raise ConfigError(
                 f"a {clash.layer} table or view is already called {name!r}",
