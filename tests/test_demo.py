@@ -25,6 +25,11 @@ def test_demo_runs_end_to_end_and_reruns_cleanly(tmp_path: Path) -> None:
     lake = cl.open_lake(first.lake, create=False)
     patients = lake.sql("SELECT count(*) FROM Patient").column(0)[0].as_py()
     assert patients >= 60
+    # The standard views are silver tables; every current patient has a demographics row.
+    assert first.stages["views"]["rows"]["patients"] == patients
+    encounters = lake.sql("SELECT count(*) FROM Encounter").column(0)[0].as_py()
+    assert first.stages["views"]["rows"]["encounters"] == encounters
+    assert "Analysis-ready views" in html and "mean length of stay (days)" in html
 
     second = run_demo(out, patients=60, seed=3)
     assert second.stages["ingest"]["stored"] == ingest["stored"]  # replaced, not appended to
@@ -51,3 +56,4 @@ def test_demo_cli_prints_figures_and_next_steps(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)
     assert Path(summary["report"]).is_file()
     assert " --lake " in result.stderr and " status" in result.stderr and "records" in result.stderr
+    assert "standard views as silver tables" in result.stderr

@@ -42,8 +42,9 @@ def run_demo(
     stage_progress: Progress | None = None,
 ) -> DemoSummary:
     """Run every capability on a fresh synthetic population; a second run replaces the first."""
+    from carelake.fhir import materialize_views, standard_views
     from carelake.lake import open_lake
-    from carelake.reports import Report, lake_overview
+    from carelake.reports import Report, lake_overview, views_overview
     from carelake.sources.fhir import ingest_fhir
     from carelake.synth import generate_fhir
 
@@ -59,6 +60,10 @@ def run_demo(
     lake = open_lake(root / "lake")
     ingest = ingest_fhir([data / "manifest.json"], lake=lake, progress=stage_progress or progress)
     stages["ingest"] = ingest.to_dict()
+
+    views_started = time.perf_counter()
+    view_rows = materialize_views(standard_views(), lake=lake)
+    stages["views"] = {"rows": view_rows, "seconds": round(time.perf_counter() - views_started, 2)}
 
     report = Report("carelake demo", subtitle=f"{patients:,} synthetic patients, seed {seed}, DuckDB")
     report.heading("Ingestion")
@@ -82,6 +87,7 @@ def run_demo(
         [[t, c["read"], c["stored"], c["new_versions"], c["duplicates"]] for t, c in ingest.by_type.items()],
     )
     lake_overview(lake, report)
+    views_overview(lake, report, view_rows)
     report_path = report.save(root / "report" / "index.html")
 
     return DemoSummary(

@@ -45,6 +45,13 @@ def demo_command(
         highlight=False,
         markup=False,
     )
+    views = summary.stages["views"]
+    err.print(
+        f"views      {len(views['rows'])} standard views as silver tables, {sum(views['rows'].values()):,} rows "
+        f"({views['seconds']:.1f} s)",
+        highlight=False,
+        markup=False,
+    )
     err.print(f"report     {summary.report}", highlight=False, markup=False)
     # Under `make demo` the virtualenv is not on PATH: show the commands as they can be pasted.
     if shutil.which("carelake"):
@@ -55,6 +62,6 @@ def demo_command(
         exe = sys.argv[0]
     err.print(f"done in {summary.seconds:.0f} s. Explore:", highlight=False, markup=False)
     err.print(f"  {exe} --lake {summary.lake} status", highlight=False, markup=False)
-    query = "select resource_type, count(*) from resources group by 1"
+    query = "select class_code, count(*), avg(length_of_stay_days) from encounters group by 1"
     err.print(f'  {exe} --lake {summary.lake} sql "{query}"', highlight=False, markup=False)
     err.print(f"  open {summary.report}", highlight=False, markup=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,24 +16,25 @@ view_app = typer.Typer(help="Flat tables from SQL-on-FHIR v2 ViewDefinitions.", 
 app.add_typer(view_app, name="view")
 
 
-ViewArgument = Annotated[Path, typer.Argument(help="A ViewDefinition JSON file.")]
+ViewArgument = Annotated[
+    Path, typer.Argument(help="A ViewDefinition JSON file, or the name of a standard view (e.g. encounters).")
+]
 
 
 def _load(path: Path) -> dict[str, Any]:
-    import orjson
+    from carelake.fhir import load_views
+    from carelake.fhir._materialize import STANDARD
 
-    try:
-        view = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        raise InputError(
-            f"cannot read the ViewDefinition {path}: {exc}", hint="pass a JSON ViewDefinition file"
-        ) from exc
-    if not isinstance(view, dict):
-        raise InputError(f"{path} is not a JSON object", hint="a ViewDefinition is one JSON object")
-    return view
+    standard = STANDARD / f"{path.name}.json"
+    if not path.exists() and path.suffix == "" and standard.is_file():
+        path = standard
+    elif not path.exists():
+        names = ", ".join(sorted(p.stem for p in STANDARD.glob("*.json")))
+        raise InputError(f"no such ViewDefinition file: {path}", hint=f"pass a JSON file or a standard view: {names}")
+    return load_views([path])[0]
 
 
-@view_app.command("run", epilog="Example:  carelake view run patients.json --source export/ --format csv")
+@view_app.command("run", epilog="Example:  carelake view run encounters --source export/ --format csv")
 def view_run_command(
     view: ViewArgument,
     source: Annotated[
@@ -46,38 +46,42 @@ def view_run_command(
 ) -> None:
     """Run a ViewDefinition over the lake's current resources, or over FHIR files given with --source."""
     from carelake.fhir import run_view
+    from carelake.fhir._views import scratch_lake
     from carelake.lake import open_lake
 
     definition = _load(view)
-    if source:
-        from carelake.sources.fhir import ingest_fhir
-
-        scratch = Path(tempfile.mkdtemp(prefix="carelake-view-")) / "lake"
-        summary = ingest_fhir(source, lake=scratch, engine=engine.value, keep_raw=False)
+    if not source:
+        result = run_view(definition, lake=open_lake(state.lake, create=False), engine=engine.value)
+        write_table(result, format, out_file)
+        return
+    with scratch_lake(source, engine=engine.value) as (lake, summary):
         if summary.quarantined:
             err.print(
                 f"{summary.quarantined:,} record(s) of the source were quarantined and are not in the view",
                 highlight=False,
                 markup=False,
             )
-        lake = open_lake(scratch, create=False)
-    else:
-        lake = open_lake(state.lake, create=False)
-    result = run_view(definition, lake=lake, engine=engine.value)
+        result = run_view(definition, lake=lake, engine=engine.value)
     write_table(result, format, out_file)
 
 
-@view_app.command("materialize", epilog="Example:  carelake view materialize views/ --engine duckdb --json")
+@view_app.command("materialize", epilog="Example:  carelake view materialize --standard my-views/ --json")
 def view_materialize_command(
-    paths: Annotated[list[Path], typer.Argument(help="ViewDefinition files, or folders of them.")],
+    paths: Annotated[list[Path] | None, typer.Argument(help="ViewDefinition files, or folders of them.")] = None,
+    standard: Annotated[
+        bool, typer.Option("--standard", help="Include carelake's standard views (patients, encounters, …).")
+    ] = False,
     engine: EngineOption = EngineChoice.duckdb,
     json: JsonOption = False,
 ) -> None:
     """Write each view as a silver table named by the view's name, replacing the previous rows, in one commit."""
-    from carelake.fhir import load_views, materialize_views
+    from carelake.fhir import load_views, materialize_views, standard_views
     from carelake.lake import open_lake
 
-    counts = materialize_views(load_views(paths), lake=open_lake(state.lake, create=False), engine=engine.value)
+    if not paths and not standard:
+        raise InputError("no views to materialize", hint="pass ViewDefinition files or folders, or --standard")
+    views = (standard_views() if standard else []) + load_views(paths or [])
+    counts = materialize_views(views, lake=open_lake(state.lake, create=False), engine=engine.value)
     if json:
         emit_json(counts)
     for name, rows in counts.items():

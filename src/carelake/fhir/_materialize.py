@@ -63,9 +63,9 @@ def materialize_views(views: Iterable[Mapping[str, Any]], *, lake: Lake, engine:
         if name in compiled:
             raise ViewDefinitionError(f"view {index}: a second view is named {name!r}")
         compiled[name] = compile_view(view)
-    catalog = lake.catalog
+    existing = {n.lower(): entry for n, entry in [*lake.catalog.views.items(), *lake.catalog.tables.items()]}
     for name in compiled:
-        clash = next((e for n, e in [*catalog.views.items(), *catalog.tables.items()] if n.lower() == name.lower()), None)
+        clash = existing.get(name.lower())
         if clash is not None and clash.layer != "silver":
             raise ConfigError(
                 f"a {clash.layer} table or view is already called {name!r}",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,22 +20,26 @@ if TYPE_CHECKING:
 
     from carelake.engine import Engine
     from carelake.lake import Lake
+    from carelake.sources.fhir import IngestSummary
 
+log = logging.getLogger("carelake.views")
 _RUNTIME_ERROR = re.compile(re.escape(RUNTIME_ERROR_MARKER) + r"(.*?)(?:\s+SQLSTATE: \w+)?$")
 
 
 def run_view(
     view: Mapping[str, Any],
     *,
+    source: str | Path | Sequence[str | Path] | None = None,
     resources: Sequence[Mapping[str, Any]] | None = None,
     engine: str | Engine = "duckdb",
     lake: Lake | None = None,
 ) -> pa.Table:
     """Run a ViewDefinition and return its rows as an Arrow table.
 
-    Give either ``resources`` (FHIR resources as dicts: handy for tests and small jobs; they are written
-    to a temporary Parquet file and read by the engine) or ``lake`` (the view reads the lake's current
-    ``resources``). ``engine`` is ``"duckdb"`` (default), ``"spark"``, or an engine to reuse with a lake.
+    Give exactly one of ``lake`` (the view reads the lake's current ``resources``), ``source`` (FHIR
+    files or folders, read by the same ingestion as ``ingest_fhir`` into a scratch lake that is deleted
+    afterwards; quarantined records are logged) or ``resources`` (FHIR resources as dicts: handy for tests
+    and notebooks). ``engine`` is ``"duckdb"`` (default), ``"spark"``, or an engine to reuse with a lake.
 
     Examples:
         >>> view = {"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]}
@@ -41,8 +47,17 @@ def run_view(
         [{'id': 'p1'}]
     """
     sql = compile_view(view)
-    if (resources is None) == (lake is None):
-        raise ConfigError("run_view needs exactly one of resources= or lake=", hint="pass lake=cl.open_lake(path)")
+    if sum(given is not None for given in (source, resources, lake)) != 1:
+        raise ConfigError(
+            "run_view needs exactly one of lake=, source= or resources=", hint="pass lake=cl.open_lake(path)"
+        )
+    if source is not None:
+        if not isinstance(engine, str):
+            raise ConfigError("with source=, engine must be a name", hint='use engine="duckdb" or engine="spark"')
+        with scratch_lake(source, engine=engine) as (scratch, summary):
+            if summary.quarantined:
+                log.warning("%d record(s) of the source were quarantined and are not in the view", summary.quarantined)
+            return run_view(view, lake=scratch, engine=engine)
     if lake is not None:
         eng = lake.connect(engine)
         try:
@@ -54,6 +69,21 @@ def run_view(
         raise ConfigError("with resources=, engine must be a name", hint='use engine="duckdb" or engine="spark"')
     assert resources is not None
     return _run_on_resources(sql, resources, engine)
+
+
+@contextmanager
+def scratch_lake(
+    source: str | Path | Sequence[str | Path], *, engine: str = "duckdb"
+) -> Iterator[tuple[Lake, IngestSummary]]:
+    """FHIR files or folders ingested into a temporary lake, deleted on exit: views without a lake."""
+    from carelake.lake import open_lake
+    from carelake.sources.fhir import ingest_fhir
+
+    paths = [source] if isinstance(source, str | Path) else list(source)
+    with tempfile.TemporaryDirectory(prefix="carelake-view-") as folder:
+        lake = open_lake(Path(folder) / "lake")
+        summary = ingest_fhir(paths, lake=lake, engine=engine, keep_raw=False)
+        yield lake, summary
 
 
 def _run_on_resources(sql: str, resources: Sequence[Mapping[str, Any]], engine: str) -> pa.Table:

@@ -2,5 +2,6 @@
 
 from carelake.reports._html import Report
 from carelake.reports._lake import lake_overview
+from carelake.reports._views import views_overview
 
-__all__ = ["Report", "lake_overview"]
+__all__ = ["Report", "lake_overview", "views_overview"]
