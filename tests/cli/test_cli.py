@@ -134,6 +134,29 @@ def test_view_run_over_source_and_lake_and_view_sql(tmp_path: Path, testdata: Pa
     assert "resources" in sql and "cl_" in sql
 
 
+def test_view_standard_by_name_and_materialize_standard(tmp_path: Path, testdata: Path) -> None:
+    bulk = testdata / "synthea-fhir-r4/bulk-ndjson-10-patients"
+    result = carelake("view", "run", "encounters", "--source", str(bulk), "--format", "ndjson")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    encounters = len((bulk / "Encounter.000.ndjson").read_text().splitlines())
+    assert len(rows) == encounters == 1215
+    assert {"length_of_stay_days", "discharge_disposition"} <= set(rows[0])
+
+    lake = tmp_path / "lake"
+    carelake("ingest", "fhir", str(bulk), lake=lake)
+    result = carelake("view", "materialize", "--standard", "--json", lake=lake)
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)
+    assert counts["encounters"] == encounters and counts["patients"] == 13 and len(counts) == 10
+    assert "silver.encounters: 1,215 row(s)" in result.stderr
+
+    missing = carelake("view", "run", "encounter")
+    assert missing.returncode == 1 and "standard view: allergies, conditions" in missing.stderr
+    nothing = carelake("view", "materialize", lake=lake)
+    assert nothing.returncode == 1 and "--standard" in nothing.stderr
+
+
 def test_view_run_bad_definition_names_the_element(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"resourceType": "ViewDefinition", "resource": "Patient", "select": [{"column": [{"name": "x"}]}]}')
