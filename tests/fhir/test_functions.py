@@ -30,6 +30,19 @@ EXPRESSIONS: dict[str, tuple[str, Any]] = {
     "get missing": (_texts(f"cl_fp_get({R}, 'nope')"), []),
     "get json null": (_texts(f"cl_fp_get({R}, 'nul')"), []),
     "get drops nulls": (_texts(f"cl_fp_get({R}, 'arr')"), ["1", '"two"']),
+    "members like get": (
+        _texts(f"cl_fp_member(cl_fp_members({R}, ['nope', 'arr', 'name', 'nul', 'o']), 1)"),
+        ["1", '"two"'],
+    ),
+    "member array": (
+        _texts(f"cl_fp_member(cl_fp_members({R}, ['nope', 'arr', 'name']), 2)"),
+        ['{"family":"F","given":["a","b"]}', '{"family":null}'],
+    ),
+    "member missing and null": (
+        f"[cl_fp_count(cl_fp_member(cl_fp_members({R}, ['nope', 'nul']), 0)), "
+        f"cl_fp_count(cl_fp_member(cl_fp_members({R}, ['nope', 'nul']), 1))]",
+        [0, 0],
+    ),
     "get on a string": (_texts("cl_fp_get(cl_fp_of('x'), 'id')"), []),
     "get on no element": (_texts("cl_fp_get(cl_fp_null(), 'id')"), []),
     "nested": (

@@ -66,7 +66,7 @@ def test_run_view_over_a_lake(engine: str, tmp_path: Path) -> None:
 
 
 def test_run_view_needs_one_source() -> None:
-    with pytest.raises(cl.ConfigError, match="exactly one of resources= or lake="):
+    with pytest.raises(cl.ConfigError, match="exactly one of lake=, source= or resources="):
         run_view(NAMES)
     with pytest.raises(cl.ConfigError, match="not a FHIR resource"):
         run_view(NAMES, resources=[{"id": "x"}])

@@ -54,6 +54,8 @@ FUNCTIONS: dict[str, tuple[str, str, Callable[[list[Any]], str]]] = {
         "json_extract_string(t, ps)",
         lambda a: "array(" + ", ".join(f"get_json_object({a[0].sql('spark')}, {p})" for p in _paths(a[1])) + ")",
     ),
+    # The member names of a JSON object (a resource's top-level elements).
+    "cl_json_keys": ("t", "json_keys(t)", lambda a: f"json_object_keys({a[0].sql('spark')})"),
     # A resource's top-level identifier (an array, or one object where the cardinality is 0..1)
     # as a list of (system, value) structs.
     "cl_json_identifiers": (
@@ -167,6 +169,21 @@ FUNCTIONS.update(
                 f"array(variant_get({_sp(a[0])}, '$.{_key(a[1])}'))), "
                 "_cl_x -> _cl_x IS NOT NULL AND NOT is_variant_null(_cl_x))"
             ),
+        ),
+        # The root members a view reads, each as cl_fp_get gives it, from one parse of the document (DuckDB
+        # re-parses a JSON text on every access, so the compiler reads each member once through these).
+        "cl_fp_members": (
+            "e, ks",
+            "json_extract(e, list_transform(ks, lambda _cl_k: '$.' || _cl_k))",
+            lambda a: "array(" + ", ".join(FUNCTIONS["cl_fp_get"][2]([a[0], k]) for k in a[1].expressions) + ")",
+        ),
+        # Member i (0-based) of cl_fp_members, as a collection.
+        "cl_fp_member": (
+            "ms, i",
+            "CASE WHEN ms[i + 1] IS NULL OR json_type(ms[i + 1]) = 'NULL' THEN CAST([] AS JSON[]) "
+            "WHEN json_type(ms[i + 1]) = 'ARRAY' THEN list_filter(CAST(ms[i + 1] AS JSON[]), "
+            "lambda _cl_x: json_type(_cl_x) <> 'NULL') ELSE [ms[i + 1]] END",
+            lambda a: f"get({_sp(a[0])}, {_sp(a[1])})",
         ),
         # An element's kind: object, array, string, number, boolean, null.
         "cl_fp_kind": (

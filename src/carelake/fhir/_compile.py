@@ -377,6 +377,7 @@ class _ViewCompiler:
         source = (
             f"(SELECT {ROOT}, cl_fp_str(cl_fp_at(cl_fp_get({ROOT}, 'id'), 0)) AS {KEY} FROM {parsed}) AS _cl_source"
         )
+        source, rows, conditions = _read_members_once(source, rows, conditions)
         filters = " AND ".join(conditions)
         if not rows.lists:
             outputs = ", ".join(f'{rows.fixed[c.name]} AS "{c.name}"' for c in rows.columns)
@@ -432,6 +433,33 @@ class _ViewCompiler:
         outputs = [f'"{c.name}"' for c in columns]
         outputs += [f'CAST(({sql}) AS {column.sql_type}) AS "{column.name}"' for column, sql in added]
         return f"SELECT {', '.join(outputs)} FROM ({base}) AS _cl_view"
+
+
+_ROOT_MEMBER = re.compile(rf"cl_fp_get\({ROOT}, '([A-Za-z0-9_]+)'\)")
+
+
+def _read_members_once(source: str, rows: _Rows, conditions: list[str]) -> tuple[str, _Rows, list[str]]:
+    """Read every root member the view uses once per resource, in one parse, instead of at each use."""
+    texts = [*rows.fixed.values(), *(sql for sql, _ in rows.lists), *conditions]
+    members = sorted({m for text in texts for m in _ROOT_MEMBER.findall(text)})
+    if not members:
+        return source, rows, conditions
+
+    def swap(text: str) -> str:
+        return _ROOT_MEMBER.sub(lambda m: f"_cl_m_{m.group(1)}", text)
+
+    listed = ", ".join(f"'{m}'" for m in members)
+    each = ", ".join(f"cl_fp_member(_cl_ms, {i}) AS _cl_m_{m}" for i, m in enumerate(members))
+    source = (
+        f"(SELECT *, {each} FROM (SELECT *, cl_fp_members({ROOT}, [{listed}]) AS _cl_ms FROM {source}) AS _cl_read)"
+        " AS _cl_members"
+    )
+    swapped = _Rows(
+        columns=rows.columns,
+        fixed={name: swap(sql) for name, sql in rows.fixed.items()},
+        lists=[(swap(sql), columns) for sql, columns in rows.lists],
+    )
+    return source, swapped, [swap(c) for c in conditions]
 
 
 def _field(name: str) -> str:
