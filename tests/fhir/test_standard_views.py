@@ -119,6 +119,8 @@ def test_conditions(lake: cl.Lake) -> None:
         "code": "741062008",
         "code_system": "http://snomed.info/sct",
         "display": "Not in labor force (finding)",
+        "snomed_code": "741062008",
+        "icd10cm_code": None,
         "clinical_status": "resolved",
         "verification_status": "confirmed",
         "category": "encounter-diagnosis",

@@ -72,7 +72,9 @@ def materialize_views(views: Iterable[Mapping[str, Any]], *, lake: Lake, engine:
                 hint="rename the ViewDefinition (its 'name')",
             )
     counts: dict[str, int] = {}
-    with lake.transaction(STAGE, parameters={"views": sorted(compiled), "engine": engine}) as tx:
+    fingerprints = {name: _fingerprint(sql) for name, sql in compiled.items()}
+    parameters = {"views": sorted(compiled), "engine": engine, "fingerprints": fingerprints}
+    with lake.transaction(STAGE, parameters=parameters) as tx:
         eng = lake.connect(engine)
         for name, sql in compiled.items():
             files = eng.write_parquet(sql, tx.staging / "views" / name)
@@ -80,3 +82,29 @@ def materialize_views(views: Iterable[Mapping[str, Any]], *, lake: Lake, engine:
             tx.replace(name, layer="silver", files=files, rows=counts[name])
         tx.summary = {"rows": counts}
     return counts
+
+
+def _fingerprint(sql: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(sql.encode()).hexdigest()[:16]
+
+
+def fresh_views(lake: Lake, views: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Names of the given views whose silver tables were materialised from these very definitions after the
+    lake's last ingestion: a job can read those tables instead of computing the views again."""
+    import json
+
+    from carelake.sources.fhir._ingest import STAGE as INGEST
+
+    wanted = {v["name"]: _fingerprint(compile_view(v)) for v in views if isinstance(v.get("name"), str)}
+    fresh: set[str] = set()
+    for run in lake.catalog.runs:  # oldest first: an ingestion makes everything before it stale
+        if run["job"] == INGEST:
+            fresh.clear()
+        elif run["job"] == STAGE and run.get("manifest"):
+            manifest = json.loads((lake.root / run["manifest"]).read_text())
+            made = manifest.get("parameters", {}).get("fingerprints", {})
+            fresh.update(n for n, f in made.items() if wanted.get(n) == f)
+            fresh.difference_update(n for n in made if wanted.get(n) != made[n])
+    return {n for n in fresh if n in lake.catalog.tables}

@@ -2,6 +2,7 @@
 
 from carelake.reports._html import Report
 from carelake.reports._lake import lake_overview
+from carelake.reports._quality import quality_overview
 from carelake.reports._views import views_overview
 
-__all__ = ["Report", "lake_overview", "views_overview"]
+__all__ = ["Report", "lake_overview", "quality_overview", "views_overview"]

@@ -1,0 +1,370 @@
+"""Run the check catalog over a lake: set-based SQL on DuckDB or Spark, results committed to the lake.
+
+Element checks read each resource type's JSON once (every path's kind and text in one pass), then count
+per check. Query checks run over the standard views, built for the run into its staging area; all
+instances of a type are one UNION ALL query. Validators from well-kept libraries (python-stdnum for LOINC and
+SNOMED CT check digits, ucumvert for UCUM) judge each distinct code once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from carelake.errors import ConfigError
+from carelake.progress import NoProgress, Progress
+from carelake.quality._catalog import SEVERITIES, Check, build_checks
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from carelake.engine import Engine
+    from carelake.lake import Lake
+
+RESULTS_TABLE = "quality_results"
+VIOLATIONS_TABLE = "quality_violations"
+EXAMPLES = 5
+VIOLATIONS_PER_CHECK = 100_000  # record locators kept per failing check (the count is always exact)
+
+
+def results_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("checked_at", pa.timestamp("us", tz="UTC")),
+            ("engine", pa.string()),
+            ("check_id", pa.string()),
+            ("check_type", pa.string()),
+            ("category", pa.string()),
+            ("subcategory", pa.string()),
+            ("severity", pa.string()),
+            ("resource_type", pa.string()),
+            ("field", pa.string()),
+            ("numerator", pa.int64()),
+            ("denominator", pa.int64()),
+            ("pct_violated", pa.float64()),
+            ("threshold_pct", pa.float64()),
+            ("status", pa.string()),
+            ("examples", pa.list_(pa.string())),
+        ]
+    )
+
+
+def violations_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [("run_id", pa.string()), ("check_id", pa.string()), ("resource_type", pa.string()), ("id", pa.string())]
+    )
+
+
+@dataclass
+class QualityRun:
+    """What a quality run found: counts by status, category and severity; where the results went."""
+
+    run_id: str
+    engine: str
+    checks: int
+    passed: int
+    failed: int
+    not_applicable: int
+    failed_by_severity: dict[str, int]
+    by_category: dict[str, dict[str, int]]
+    fatal_failures: list[str]
+    seconds: float
+    results: pa.Table = field(repr=False)
+
+    @property
+    def resolved(self) -> int:
+        """Checks that had data to judge (DQD's 'resolved' checks)."""
+        return self.passed + self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("results")
+        out["resolved"] = self.resolved
+        return out
+
+
+def run_quality(
+    lake: Lake, *, engine: str = "duckdb", as_of: str | None = None, progress: Progress | None = None
+) -> QualityRun:
+    """Run every check on the lake's current data and commit the results (history kept, one row per check)."""
+    from carelake.fhir import compile_view, standard_views
+    from carelake.fhir._materialize import fresh_views
+
+    started = time.perf_counter()
+    progress = progress or NoProgress()
+    as_of = str(as_of or datetime.now(UTC).date().isoformat())[:10]
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", as_of):
+        raise ConfigError(
+            f"as-of {as_of!r} is not a date", hint="give it as YYYY-MM-DD, e.g. the export's transactionTime"
+        )
+    if "fhir_resources" not in lake.catalog.tables:
+        raise ConfigError("the lake has no FHIR data to check", hint="run `carelake ingest fhir PATH` first")
+    with lake.transaction("quality-run", parameters={"engine": engine, "as_of": as_of}) as tx:
+        eng = lake.connect(engine)
+        counts = {r["resource_type"]: r["n"] for r in eng.query(
+            "SELECT resource_type, count(*) AS n FROM resources GROUP BY 1").to_pylist()}  # fmt: skip
+        checks = build_checks(counts, as_of=as_of)
+        views = standard_views()
+        fresh = fresh_views(lake, views)  # silver tables already current: read them as they are
+        query_types = {c.type.id for c in checks if c.type.evaluator == "query"}
+        progress.start("quality checks", total=len(views) + len(counts) + len(query_types))
+        for view in views:  # the standard views the query checks read, as of now
+            if view["name"] not in fresh:
+                files = eng.write_parquet(compile_view(view), tx.staging / "views" / view["name"])
+                eng.register_parquet(view["name"], files)
+            progress.advance(1)
+        tallies: dict[str, tuple[int, int]] = {}
+        violations: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        element = [c for c in checks if c.type.evaluator == "element"]
+        for resource_type in sorted(counts):
+            own = [c for c in element if c.resource_type == resource_type]
+            if own:
+                _run_element_checks(eng, resource_type, own, tallies, violations, tx.staging)
+            progress.advance(1)
+        by_type: dict[str, list[Check]] = defaultdict(list)
+        for c in checks:
+            if c.type.evaluator == "query":
+                by_type[c.type.id].append(c)
+        for type_checks in by_type.values():
+            _run_query_checks(eng, type_checks, tallies, violations, tx.staging)
+            progress.advance(1)
+        checked_at = datetime.now(UTC)
+        results = _results(tx.run_id, checked_at, engine, checks, tallies, violations)
+        _write(tx, results, violations)
+        tx.summary = {
+            "checks": len(checks),
+            "failed": sum(1 for s in results.column("status").to_pylist() if s == "fail"),
+        }
+    progress.stop()
+    return _summary(tx.run_id, engine, results, time.perf_counter() - started)
+
+
+def _run_element_checks(
+    eng: Engine,
+    resource_type: str,
+    checks: list[Check],
+    tallies: dict[str, tuple[int, int]],
+    violations: dict[str, list[tuple[str, str]]],
+    staging: Path,
+) -> None:
+    """Read every path's JSON kind (and text, where a check reads it) once, into the run's staging area;
+    then count every check over that: one JSON pass per resource type, whatever the number of checks."""
+    kind_paths = sorted({p for c in checks for p in c.paths})
+    value_paths = sorted({c.paths[0] for c in checks if c.paths and "{value}" in c.type.violated + c.type.applies})
+    kind_at = {p: i + 1 for i, p in enumerate(kind_paths)}  # carelake SQL lists are 1-based
+    value_at = {p: i + 1 for i, p in enumerate(value_paths)}
+    keys = any("{keys}" in c.type.violated for c in checks)
+    columns = ["id", f"cl_json_kinds(resource, [{_paths(kind_paths)}]) AS k"]
+    if value_paths:
+        columns.append(f"cl_json_strings(resource, [{_paths(value_paths)}]) AS v")
+    if keys:
+        columns.append("cl_json_keys(resource) AS keys")
+    facts = f"_cl_facts_{resource_type}"
+    files = eng.write_parquet(
+        f"SELECT {', '.join(columns)} FROM resources WHERE resource_type = '{resource_type}'", staging / facts
+    )
+    eng.register_parquet(facts, files)
+    conditions = {}
+    for c in checks:
+        kinds = [f"k[{kind_at[p]}]" for p in c.paths] or ["NULL"]
+        kind = kinds[0] if len(kinds) == 1 else f"coalesce({', '.join(kinds)})"
+        value = f"v[{value_at[c.paths[0]]}]" if c.paths and c.paths[0] in value_at else "NULL"
+        fill = {**c.params, "kind": kind, "value": value, "keys": "keys"}
+        applies, violated = c.type.applies.format(**fill), c.type.violated.format(**fill)
+        conditions[c.id] = (applies, f"({applies}) AND coalesce({violated}, FALSE)")
+    aggregates = []
+    for i, (applies, bad) in enumerate(conditions.values()):
+        aggregates += [f"count_if({applies}) AS d{i}", f"count_if({bad}) AS n{i}"]
+    row = eng.query(f"SELECT {', '.join(aggregates)} FROM {facts}").to_pylist()[0]
+    failing = []
+    for i, check_id in enumerate(conditions):
+        tallies[check_id] = (int(row[f"n{i}"] or 0), int(row[f"d{i}"] or 0))
+        if row[f"n{i}"]:
+            failing.append(check_id)
+    if failing:
+        branches = " UNION ALL ".join(
+            f"SELECT '{cid}' AS check_id, id FROM {facts} WHERE {conditions[cid][1]}" for cid in failing
+        )
+        for r in eng.query(branches).to_pylist():
+            violations[r["check_id"]].append((resource_type, r["id"]))
+
+
+def _paths(paths: list[str]) -> str:
+    return ", ".join(f"'{p}'" for p in paths)
+
+
+def _run_query_checks(
+    eng: Engine,
+    checks: list[Check],
+    tallies: dict[str, tuple[int, int]],
+    violations: dict[str, list[tuple[str, str]]],
+    staging: Path,
+) -> None:
+    type_ = checks[0].type
+    if type_.validator:
+        invalid = _invalid_values(eng, type_.validator, [c.type.records.format(**c.params) for c in checks], staging)
+    branches = []
+    for c in checks:
+        records = c.type.records.format(**c.params)
+        if type_.validator:
+            branches.append(
+                f"SELECT '{c.id}' AS check_id, r.resource_type, r.id, iv.value IS NOT NULL AS bad "
+                f"FROM ({records}) AS r LEFT JOIN {invalid} AS iv ON iv.value = r.value"
+            )
+        else:
+            violated = c.type.violated.format(**c.params)
+            branches.append(
+                f"SELECT '{c.id}' AS check_id, resource_type, id, coalesce({violated}, FALSE) AS bad "
+                f"FROM ({records}) AS r"
+            )
+    union = " UNION ALL ".join(branches)
+    for r in eng.query(
+        f"SELECT check_id, count(*) AS d, count_if(bad) AS n FROM ({union}) AS _cl_checked GROUP BY check_id"
+    ).to_pylist():
+        tallies[r["check_id"]] = (int(r["n"]), int(r["d"]))
+    if any(tallies.get(c.id, (0, 0))[0] for c in checks):
+        for r in eng.query(f"SELECT check_id, resource_type, id FROM ({union}) AS _cl_checked WHERE bad").to_pylist():
+            violations[r["check_id"]].append((r["resource_type"], r["id"]))
+
+
+def _validators() -> dict[str, Callable[[str], bool]]:
+    from stdnum import luhn, verhoeff
+
+    def loinc(code: str) -> bool:
+        number, _, check = code.partition("-")
+        return number.isdigit() and check.isdigit() and len(check) == 1 and luhn.is_valid(number + check)
+
+    def snomed(code: str) -> bool:
+        # 6-18 digits; partition identifier (digits 2-3 from the right) 00, 01 or 02 for core concepts,
+        # 10, 11, 12 for extensions; Verhoeff check digit last.
+        return (
+            code.isdigit()
+            and 6 <= len(code) <= 18
+            and code[-3:-1] in {"00", "01", "02", "10", "11", "12"}
+            and (verhoeff.is_valid(code))
+        )
+
+    parser = None
+
+    def ucum(unit: str) -> bool:
+        nonlocal parser
+        if parser is None:
+            from ucumvert import get_ucum_parser
+
+            parser = get_ucum_parser()
+        try:
+            parser.parse(unit)
+        except Exception:  # ucumvert raises lark's errors for any unit it cannot parse
+            return False
+        return True
+
+    return {"loinc": loinc, "snomed": snomed, "ucum": ucum}
+
+
+def _invalid_values(eng: Engine, validator: str, records: list[str], staging: Path) -> str:
+    """Judge each distinct value once in Python with the validator's library; register the invalid ones."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    union = " UNION ALL ".join(f"SELECT value FROM ({r}) AS r" for r in records)
+    values = eng.query(f"SELECT DISTINCT value FROM ({union}) AS v WHERE value IS NOT NULL").column(0).to_pylist()
+    check = _validators()[validator]
+    bad = sorted(v for v in values if not check(v))
+    name = f"_cl_invalid_{validator}"
+    folder = staging / "validators"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.parquet"
+    pq.write_table(pa.table({"value": pa.array(bad, pa.string())}), path)
+    eng.register_parquet(name, [path])
+    return name
+
+
+def _results(
+    run_id: str,
+    checked_at: datetime,
+    engine: str,
+    checks: list[Check],
+    tallies: dict[str, tuple[int, int]],
+    violations: dict[str, list[tuple[str, str]]],
+) -> pa.Table:
+    import pyarrow as pa
+
+    rows = []
+    for c in checks:
+        numerator, denominator = tallies.get(c.id, (0, 0))
+        pct = round(100.0 * numerator / denominator, 4) if denominator else 0.0
+        status = "not_applicable" if not denominator else ("fail" if pct > c.threshold else "pass")
+        examples = sorted({f"{t}/{i}" for t, i in violations.get(c.id, [])})[:EXAMPLES]
+        rows.append(
+            {
+                "run_id": run_id,
+                "checked_at": checked_at,
+                "engine": engine,
+                "check_id": c.id,
+                "check_type": c.type.id,
+                "category": c.type.category,
+                "subcategory": c.type.subcategory,
+                "severity": c.severity,
+                "resource_type": c.resource_type or None,
+                "field": c.field,
+                "numerator": numerator,
+                "denominator": denominator,
+                "pct_violated": pct,
+                "threshold_pct": c.threshold,
+                "status": status,
+                "examples": examples,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=results_schema())
+
+
+def _write(tx: Any, results: pa.Table, violations: dict[str, list[tuple[str, str]]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tx.stage_dir("quality")
+    tx.ensure_table(RESULTS_TABLE, layer="audit", schema=results_schema())
+    pq.write_table(results, folder / "results.parquet")
+    tx.append(RESULTS_TABLE, layer="audit", files=[folder / "results.parquet"], rows=results.num_rows)
+    rows = [
+        {"run_id": tx.run_id, "check_id": check_id, "resource_type": t, "id": i}
+        for check_id, found in sorted(violations.items())
+        for t, i in sorted(set(found))[:VIOLATIONS_PER_CHECK]
+    ]
+    table = pa.Table.from_pylist(rows, schema=violations_schema())
+    pq.write_table(table, folder / "violations.parquet")
+    tx.ensure_table(VIOLATIONS_TABLE, layer="audit", schema=violations_schema())
+    tx.replace(VIOLATIONS_TABLE, layer="audit", files=[folder / "violations.parquet"], rows=table.num_rows)
+
+
+def _summary(run_id: str, engine: str, results: pa.Table, seconds: float) -> QualityRun:
+    rows = results.to_pylist()
+    by_category: dict[str, dict[str, int]] = {}
+    for r in rows:
+        entry = by_category.setdefault(r["category"], {"pass": 0, "fail": 0, "not_applicable": 0})
+        entry[r["status"]] += 1
+    failed = [r for r in rows if r["status"] == "fail"]
+    return QualityRun(
+        run_id=run_id,
+        engine=engine,
+        checks=len(rows),
+        passed=sum(1 for r in rows if r["status"] == "pass"),
+        failed=len(failed),
+        not_applicable=sum(1 for r in rows if r["status"] == "not_applicable"),
+        failed_by_severity={s: sum(1 for r in failed if r["severity"] == s) for s in SEVERITIES},
+        by_category=by_category,
+        fatal_failures=sorted(r["check_id"] for r in failed if r["severity"] == "fatal"),
+        seconds=round(seconds, 2),
+        results=results,
+    )
