@@ -30,6 +30,9 @@ def test_demo_runs_end_to_end_and_reruns_cleanly(tmp_path: Path) -> None:
     encounters = lake.sql("SELECT count(*) FROM Encounter").column(0)[0].as_py()
     assert first.stages["views"]["rows"]["encounters"] == encounters
     assert "Analysis-ready views" in html and "mean length of stay (days)" in html
+    # The quality suite ran and found the planted faults (the demo plants 1 %).
+    quality = first.stages["quality"]
+    assert quality["resolved"] > 500 and quality["failed"] > 0 and "Data quality" in html
 
     second = run_demo(out, patients=60, seed=3)
     assert second.stages["ingest"]["stored"] == ingest["stored"]  # replaced, not appended to

@@ -5,6 +5,7 @@ Each capability adds its stage here, so ``make demo`` always shows everything ca
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -44,7 +45,8 @@ def run_demo(
     """Run every capability on a fresh synthetic population; a second run replaces the first."""
     from carelake.fhir import materialize_views, standard_views
     from carelake.lake import open_lake
-    from carelake.reports import Report, lake_overview, views_overview
+    from carelake.quality import run_quality
+    from carelake.reports import Report, lake_overview, quality_overview, views_overview
     from carelake.sources.fhir import ingest_fhir
     from carelake.synth import generate_fhir
 
@@ -64,6 +66,11 @@ def run_demo(
     views_started = time.perf_counter()
     view_rows = materialize_views(standard_views(), lake=lake)
     stages["views"] = {"rows": view_rows, "seconds": round(time.perf_counter() - views_started, 2)}
+
+    # The export's transactionTime is the data's as-of date: events after it are "in the future".
+    as_of = json.loads((data / "manifest.json").read_text())["transactionTime"][:10]
+    quality = run_quality(lake, as_of=as_of, progress=stage_progress or progress)
+    stages["quality"] = quality.to_dict()
 
     report = Report("carelake demo", subtitle=f"{patients:,} synthetic patients, seed {seed}, DuckDB")
     report.heading("Ingestion")
@@ -88,6 +95,7 @@ def run_demo(
     )
     lake_overview(lake, report)
     views_overview(lake, report, view_rows)
+    quality_overview(lake, report, quality)
     report_path = report.save(root / "report" / "index.html")
 
     return DemoSummary(

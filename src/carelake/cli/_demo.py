@@ -52,6 +52,13 @@ def demo_command(
         highlight=False,
         markup=False,
     )
+    quality = summary.stages["quality"]
+    err.print(
+        f"quality    {quality['checks']:,} checks, {quality['resolved']:,} resolved: {quality['passed']:,} passed, "
+        f"{quality['failed']:,} failed ({quality['seconds']:.1f} s)",
+        highlight=False,
+        markup=False,
+    )
     err.print(f"report     {summary.report}", highlight=False, markup=False)
     # Under `make demo` the virtualenv is not on PATH: show the commands as they can be pasted.
     if shutil.which("carelake"):

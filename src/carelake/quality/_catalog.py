@@ -142,8 +142,9 @@ def _instances(type_: CheckType, present: list[str], as_of: str) -> Iterable[tup
             yield from _element_instances(type_, resource_type)
     elif name == "resource_types":
         for resource_type in present:
-            members = ", ".join(_literal(m) for m in sorted(json_members(resource_type)))
-            yield resource_type, {"members": members, "element": "(any member)"}, ()
+            if json_members(resource_type):
+                members = ", ".join(_literal(m) for m in sorted(json_members(resource_type)))
+                yield resource_type, {"members": members, "element": "(any member)"}, ()
     elif name == "value_sets":
         yield from _value_set_instances(present)
     elif name == "expected_elements":

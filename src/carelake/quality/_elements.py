@@ -84,7 +84,7 @@ def elements(resource_type: str) -> tuple[Element, ...]:
 
     try:
         model = get_fhir_model_class(resource_type)
-    except (KeyError, ValueError):
+    except (KeyError, ValueError):  # an R4 type R4B dropped: no rules for it
         return ()
     found: list[Element] = []
     for element in _members(model, "$", ""):
@@ -99,7 +99,10 @@ def json_members(resource_type: str) -> frozenset[str]:
     """The top-level JSON member names R4 allows on a resource type (with ``_x`` primitive extensions)."""
     from fhir.resources.R4B import get_fhir_model_class
 
-    model = get_fhir_model_class(resource_type)
+    try:
+        model = get_fhir_model_class(resource_type)
+    except (KeyError, ValueError):  # an R4 type R4B dropped (EffectEvidenceSynthesis, …): no rules for it
+        return frozenset()
     names = {"resourceType"}
     for field in model.model_fields.values():
         names.add(field.alias or "")

@@ -100,7 +100,8 @@ def quality_overview(lake: Lake, report: Report, run: QualityRun) -> None:
     report.figure(fig)
 
     history = lake.sql(f"""
-        SELECT run_id, min(checked_at) AS checked, count_if(status = 'pass') AS passed, count_if(status = 'fail') AS failed
+        SELECT run_id, min(checked_at) AS checked,
+               count_if(status = 'pass') AS passed, count_if(status = 'fail') AS failed
         FROM {RESULTS_TABLE} GROUP BY run_id ORDER BY checked""").to_pylist()
     if len(history) > 1:
         fig = go.Figure()

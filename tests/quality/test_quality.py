@@ -1,0 +1,143 @@
+"""The data-quality suite: scored against the generator's planted faults, quiet on clean data, run on public
+corpora we did not generate, equal on DuckDB and Spark, and usable from the command line."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import carelake as cl
+from carelake.quality import RESULTS_TABLE, VIOLATIONS_TABLE, build_checks, check_types, run_quality
+from carelake.sources.fhir._r4 import r4_resource_types
+
+AS_OF = "2026-01-01"  # the synthetic export's transactionTime
+# The check types that must flag each kind of planted fault.
+DETECTED_BY = {
+    "implausible-value": {"plausible_value_range"},
+    "unit-mixup": {"unit_conversion_suspect", "plausible_value_range"},
+    "date-before-birth": {"event_after_birth"},
+    "date-after-death": {"event_before_death"},
+    "future-date": {"date_not_in_future"},
+    "broken-reference": {"reference_resolves"},
+    "duplicate-id": {"resource_id_unique"},
+    "invalid-code": {"loinc_check_digit", "icd10cm_format"},
+}
+
+
+def _lake(root: Path, *, faults: float) -> cl.Lake:
+    cl.generate_fhir(root / "fhir", patients=150, seed=11, faults=faults)
+    lake = cl.open_lake(root / "lake")
+    cl.ingest_fhir([root / "fhir" / "manifest.json"], lake=lake)
+    return lake
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, cl.Lake, cl.quality.QualityRun]:
+    root = tmp_path_factory.mktemp("faulty")
+    lake = _lake(root, faults=0.03)
+    return root, lake, run_quality(lake, as_of=AS_OF)
+
+
+def test_catalog_is_data_with_more_than_twenty_documented_types() -> None:
+    types = check_types()
+    assert len(types) >= 20
+    assert {t.category for t in types.values()} == {"Conformance", "Completeness", "Plausibility"}
+    docs = (Path(__file__).parents[2] / "docs" / "quality.md").read_text()
+    for t in types.values():
+        assert f"`{t.id}`" in docs, f"{t.id} is not in docs/quality.md"
+        assert t.rationale and t.source and t.severity in {"fatal", "error", "warning"}
+    # Every instance of every type resolves its template for every R4 resource type, with a unique id.
+    checks = build_checks(r4_resource_types(), as_of=AS_OF)
+    assert len(checks) > 5000
+    assert len({c.id for c in checks}) == len(checks)
+
+
+def test_every_planted_fault_kind_is_found(faulty: tuple[Path, cl.Lake, cl.quality.QualityRun]) -> None:
+    root, lake, run = faulty
+    flagged = collections.defaultdict(set)
+    for v in lake.sql(f"SELECT check_id, resource_type, id FROM {VIOLATIONS_TABLE}").to_pylist():
+        flagged[v["check_id"].split(":")[0]].add((v["resource_type"], v["id"]))
+    found, planted = collections.Counter(), collections.Counter()
+    for fault in pq.read_table(root / "fhir" / "ground_truth" / "faults.parquet").to_pylist():
+        keys = {(fault["resource_type"], fault["resource_id"]), (fault["resource_type"], fault["written"])}
+        planted[fault["kind"]] += 1
+        found[fault["kind"]] += any(keys & flagged[t] for t in DETECTED_BY[fault["kind"]])
+    assert set(planted) == set(DETECTED_BY)
+    recall = {kind: found[kind] / planted[kind] for kind in planted}
+    assert all(r >= 0.95 for r in recall.values()), sorted(recall.items())
+    assert run.fatal_failures == ["resource_id_unique:id"]  # duplicate ids are fatal for pipelines
+
+
+def test_clean_data_raises_almost_no_alarms(tmp_path: Path) -> None:
+    run = run_quality(_lake(tmp_path, faults=0.0), as_of=AS_OF)
+    assert run.resolved > 500
+    assert run.failed <= 0.01 * run.resolved, [r["check_id"] for r in run.results.to_pylist() if r["status"] == "fail"]
+    assert not run.fatal_failures
+
+
+def test_results_history_and_violations_are_kept_right(faulty: tuple[Path, cl.Lake, cl.quality.QualityRun]) -> None:
+    _, lake, first = faulty
+    second = run_quality(lake, as_of=AS_OF)
+    runs = lake.sql(f"SELECT run_id, count(*) AS n FROM {RESULTS_TABLE} GROUP BY 1").to_pylist()
+    assert sorted(r["n"] for r in runs) == [first.checks, second.checks]  # history: one row per check per run
+    latest = lake.sql(f"SELECT DISTINCT run_id FROM {VIOLATIONS_TABLE}").column(0).to_pylist()
+    assert latest == [second.run_id]  # violations: the latest run only, never piled up
+    failed = {r["check_id"]: r["numerator"] for r in second.results.to_pylist() if r["numerator"]}
+    assert failed == {r["check_id"]: r["numerator"] for r in first.results.to_pylist() if r["numerator"]}
+    # Examples are locators only: Type/id, never values.
+    for r in second.results.to_pylist():
+        assert all(re.fullmatch(r"[A-Z][A-Za-z]+/[A-Za-z0-9.\-]+", e) for e in r["examples"])
+
+
+def test_synthea_and_spec_examples(tmp_path: Path, testdata: Path) -> None:
+    """What the suite finds in public corpora we did not generate (documented in docs/quality.md)."""
+    synthea = cl.open_lake(tmp_path / "synthea")
+    cl.ingest_fhir([testdata / "synthea-fhir-r4"], lake=synthea)
+    run = run_quality(synthea, as_of="2026-11-28")
+    failed = {r["check_id"] for r in run.results.to_pylist() if r["status"] == "fail"}
+    assert "element_populated:MedicationRequest:dosageInstruction" in failed  # most Synthea orders lack a dosage
+    assert "event_before_death:Encounter:encounters.start" in failed  # a few encounters after death
+    assert not run.fatal_failures and run.resolved > 700
+
+    spec = cl.open_lake(tmp_path / "spec")
+    cl.ingest_fhir([testdata / "fhir-r4-examples" / "spec-examples"], lake=spec)
+    run = run_quality(spec)
+    results = {r["check_id"]: r for r in run.results.to_pylist()}
+    assert run.resolved > 2000  # 72 resource types
+    # The spec examples point at resources that are not among them.
+    assert results["reference_resolves:Observation:(references)"]["status"] == "fail"
+    # DeviceMetric.parent references a Device in R4, the example points at a DeviceComponent (an STU3 type).
+    assert results["reference_target_type:DeviceMetric:parent"]["status"] == "fail"
+
+
+def test_cli_writes_report_and_fails_pipelines_on_fatal(
+    tmp_path: Path, faulty: tuple[Path, cl.Lake, cl.quality.QualityRun]
+) -> None:
+    _, lake, _ = faulty
+    out = tmp_path / "q"
+    command = [sys.executable, "-m", "carelake", "--lake", str(lake.root), "quality", "run", "--as-of", AS_OF]
+    result = subprocess.run([*command, "--out", str(out), "--json"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr  # a fatal check failed
+    summary = json.loads(result.stdout)
+    assert summary["fatal_failures"] == ["resource_id_unique:id"] and summary["resolved"] > 500
+    html = (out / "report.html").read_text()
+    assert "Data quality" in html and "Failed checks" in html and "Quality runs over time" in html
+    bad = subprocess.run([*command[:-1], "2026-13"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "is not a date" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.spark
+def test_spark_gives_the_same_results(tmp_path: Path, testdata: Path) -> None:
+    lake = cl.open_lake(tmp_path / "lake")
+    cl.ingest_fhir([testdata / "synthea-fhir-r4" / "transaction-bundles"], lake=lake)
+    keys = ("check_id", "numerator", "denominator", "status", "examples")
+    duck = run_quality(lake, as_of="2026-11-28").results.select(list(keys)).to_pylist()
+    spark = run_quality(lake, engine="spark", as_of="2026-11-28").results.select(list(keys)).to_pylist()
+    assert spark == duck
