@@ -91,7 +91,13 @@ class SparkEngine:
         for extra in directory.iterdir():
             if not extra.name.endswith(".parquet"):
                 extra.unlink()
-        return sorted(directory.glob("*.parquet"))
+        files = sorted(directory.glob("*.parquet"))
+        if not files:  # an empty result: Spark writes no file, so write one that carries the schema
+            import pyarrow.parquet as pq
+
+            files = [directory / "part-0.parquet"]
+            pq.write_table(frame.limit(0).toArrow(), files[0])
+        return files
 
     def close(self) -> None:
         # The session is shared per process (see _session); Spark stops it at exit.

@@ -284,7 +284,7 @@ def _invalid_values(eng: Engine, validator: str, records: list[str], staging: Pa
     name = f"_cl_invalid_{validator}"
     folder = staging / "validators"
     folder.mkdir(exist_ok=True)
-    path = folder / f"{name}.parquet"
+    path = folder / f"invalid-{validator}.parquet"  # Spark skips files whose names start with _
     pq.write_table(pa.table({"value": pa.array(bad, pa.string())}), path)
     eng.register_parquet(name, [path])
     return name
