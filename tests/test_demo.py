@@ -33,6 +33,9 @@ def test_demo_runs_end_to_end_and_reruns_cleanly(tmp_path: Path) -> None:
     # The quality suite ran and found the planted faults (the demo plants 1 %).
     quality = first.stages["quality"]
     assert quality["resolved"] > 500 and quality["failed"] > 0 and "Data quality" in html
+    # Matching linked the planted duplicate patients.
+    match = first.stages["match"]
+    assert match["precision"] >= 0.95 and match["recall"] >= 0.9 and "Patient matching" in html
 
     second = run_demo(out, patients=60, seed=3)
     assert second.stages["ingest"]["stored"] == ingest["stored"]  # replaced, not appended to
@@ -59,4 +62,4 @@ def test_demo_cli_prints_figures_and_next_steps(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)
     assert Path(summary["report"]).is_file()
     assert " --lake " in result.stderr and " status" in result.stderr and "records" in result.stderr
-    assert "standard views as silver tables" in result.stderr
+    assert "standard views as silver tables" in result.stderr and "matching" in result.stderr

@@ -59,6 +59,13 @@ def demo_command(
         highlight=False,
         markup=False,
     )
+    match = summary.stages["match"]
+    err.print(
+        f"matching   {match['persons_with_multiple_records']:,} people with more than one record; precision "
+        f"{match['precision']:.3f}, recall {match['recall']:.3f} against the planted duplicates",
+        highlight=False,
+        markup=False,
+    )
     err.print(f"report     {summary.report}", highlight=False, markup=False)
     # Under `make demo` the virtualenv is not on PATH: show the commands as they can be pasted.
     if shutil.which("carelake"):

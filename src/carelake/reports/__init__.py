@@ -2,7 +2,8 @@
 
 from carelake.reports._html import Report
 from carelake.reports._lake import lake_overview
+from carelake.reports._match import match_overview
 from carelake.reports._quality import quality_overview
 from carelake.reports._views import views_overview
 
-__all__ = ["Report", "lake_overview", "quality_overview", "views_overview"]
+__all__ = ["Report", "lake_overview", "match_overview", "quality_overview", "views_overview"]
