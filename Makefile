@@ -27,6 +27,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[spark,dev,bench]"
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/views.py
+	$(BIN)/python bench/match.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info carelake-lake carelake-demo bench/out

@@ -37,7 +37,7 @@ from carelake.fhir._expressions import (
     sql_string,
     sql_type,
 )
-from carelake.fhir._fhirpath import parse
+from carelake.fhir._fhirpath import Call, Variable, parse
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]+$")
@@ -238,6 +238,14 @@ class _ViewCompiler:
         if not iterators:
             return self.body(node, where, scope)
         key = iterators[0]
+        filtered = self._root_filter(node[key], f"{where}.{key}", scope) if key == "forEach" else None
+        if filtered is not None:
+            # forEach: "where(…)" at the root iterates over the resource itself or nothing: evaluate the
+            # columns on the resource (whose members are read once) instead of on a copy of it in a lambda.
+            inner = self.body(node, where, scope)
+            v = scope.var()
+            rows = f"list_filter({_as_list(inner, scope)}, lambda {v}: {filtered})"
+            return _Rows(columns=inner.columns, lists=[(rows, inner.columns)])
         if key == "repeat":
             elements = self.repeat(node["repeat"], f"{where}.repeat", scope)
         else:
@@ -252,6 +260,32 @@ class _ViewCompiler:
             return _Rows(columns=inner.columns, lists=[(f"list_transform({each}, lambda {v}: {row})", inner.columns)])
         rows = f"flatten(list_transform({each}, lambda {v}: {_as_list(inner, scope)}))"
         return _Rows(columns=inner.columns, lists=[(rows, inner.columns)])
+
+    def _root_filter(self, text: Any, where: str, scope: Scope) -> str | None:
+        """The condition of a ``where(…)`` applied to the resource itself, or None for any other path."""
+        if not isinstance(text, str) or getattr(scope.focus, "one", None) != ROOT:
+            return None
+        tree = parse(text, element=where)
+        if not (
+            isinstance(tree, Call)
+            and tree.name == "where"
+            and tree.target in (None, Variable("this"))
+            and len(tree.args) == 1
+        ):
+            return None
+        at = replace(scope, element=where)
+        return self._condition(compile_path(tree.args[0], at), where, at)
+
+    def _condition(self, value: Value, element: str, scope: Scope) -> str:
+        """A FHIRPath criterion as a SQL boolean: true only when it gives true."""
+        if isinstance(value, Scalar):
+            if value.type != "boolean":
+                raise _fail(element, f"a where path must give a boolean, not a {value.type}")
+            return f"coalesce({value.sql}, FALSE)"
+        if value is EMPTY:
+            return "FALSE"
+        message = scope.error_message("the path gave a non-boolean value")
+        return f"cl_fp_where({value.sql}, {message})"
 
     def repeat(self, paths: Any, where: str, scope: Scope) -> Coll:
         """Every element reached by following the paths again and again, in depth-first order."""
@@ -349,16 +383,7 @@ class _ViewCompiler:
             if not isinstance(clause, Mapping):
                 raise _fail(f"where[{i}]", "a where clause must be an object with a path")
             value = self._path(clause.get("path"), element, self.scope)
-            scope = replace(self.scope, element=element)
-            if isinstance(value, Scalar):
-                if value.type != "boolean":
-                    raise _fail(element, f"a where path must give a boolean, not a {value.type}")
-                conditions.append(f"coalesce({value.sql}, FALSE)")
-            elif value is EMPTY:
-                conditions.append("FALSE")
-            else:
-                message = scope.error_message("the path gave a non-boolean value")
-                conditions.append(f"cl_fp_where({value.sql}, {message})")
+            conditions.append(self._condition(value, element, replace(self.scope, element=element)))
         return conditions
 
     def rows_sql(self) -> tuple[str, list[Column]]:
