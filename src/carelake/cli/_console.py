@@ -24,6 +24,11 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 
+def say(text: str) -> None:
+    """A plain line for people on stderr: no markup or highlighting, so values with brackets print as they are."""
+    err.print(text, highlight=False, markup=False)
+
+
 def emit_json(data: Any) -> None:
     """Write one JSON document to stdout for scripts."""
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")

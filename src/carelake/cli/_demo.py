@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from carelake.cli._app import app
-from carelake.cli._console import RichProgress, emit_json, err
+from carelake.cli._console import RichProgress, emit_json, err, say
 from carelake.cli._options import JsonOption
 
 
@@ -33,40 +33,28 @@ def demo_command(
         emit_json(summary.to_dict())
     ingest = summary.stages["ingest"]
     err.rule("carelake demo")
-    err.print(
-        f"generated  {patients:,} synthetic patients (seed {seed}) -> {summary.out}/synthetic-fhir",
-        highlight=False,
-        markup=False,
-    )
-    err.print(
+    say(f"generated  {patients:,} synthetic patients (seed {seed}) -> {summary.out}/synthetic-fhir")
+    say(
         f"ingested   {ingest['read']:,} records = {ingest['stored']:,} stored + {ingest['new_versions']:,} new "
         f"versions + {ingest['duplicates']:,} duplicates + {ingest['quarantined']:,} quarantined "
-        f"({ingest['mb_per_s']} MB/s)",
-        highlight=False,
-        markup=False,
+        f"({ingest['mb_per_s']} MB/s)"
     )
     views = summary.stages["views"]
-    err.print(
+    say(
         f"views      {len(views['rows'])} standard views as silver tables, {sum(views['rows'].values()):,} rows "
-        f"({views['seconds']:.1f} s)",
-        highlight=False,
-        markup=False,
+        f"({views['seconds']:.1f} s)"
     )
     quality = summary.stages["quality"]
-    err.print(
+    say(
         f"quality    {quality['checks']:,} checks, {quality['resolved']:,} resolved: {quality['passed']:,} passed, "
-        f"{quality['failed']:,} failed ({quality['seconds']:.1f} s)",
-        highlight=False,
-        markup=False,
+        f"{quality['failed']:,} failed ({quality['seconds']:.1f} s)"
     )
     match = summary.stages["match"]
-    err.print(
+    say(
         f"matching   {match['persons_with_multiple_records']:,} people with more than one record; precision "
-        f"{match['precision']:.3f}, recall {match['recall']:.3f} against the planted duplicates",
-        highlight=False,
-        markup=False,
+        f"{match['precision']:.3f}, recall {match['recall']:.3f} against the planted duplicates"
     )
-    err.print(f"report     {summary.report}", highlight=False, markup=False)
+    say(f"report     {summary.report}")
     # Under `make demo` the virtualenv is not on PATH: show the commands as they can be pasted.
     if shutil.which("carelake"):
         exe = "carelake"
@@ -74,8 +62,8 @@ def demo_command(
         exe = f"{sys.executable} -m carelake"
     else:
         exe = sys.argv[0]
-    err.print(f"done in {summary.seconds:.0f} s. Explore:", highlight=False, markup=False)
-    err.print(f"  {exe} --lake {summary.lake} status", highlight=False, markup=False)
+    say(f"done in {summary.seconds:.0f} s. Explore:")
+    say(f"  {exe} --lake {summary.lake} status")
     query = "select class_code, count(*), avg(length_of_stay_days) from encounters group by 1"
-    err.print(f'  {exe} --lake {summary.lake} sql "{query}"', highlight=False, markup=False)
-    err.print(f"  open {summary.report}", highlight=False, markup=False)
+    say(f'  {exe} --lake {summary.lake} sql "{query}"')
+    say(f"  open {summary.report}")
