@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,11 +76,11 @@ def materialize_views(views: Iterable[Mapping[str, Any]], *, lake: Lake, engine:
     fingerprints = {name: _fingerprint(sql) for name, sql in compiled.items()}
     parameters = {"views": sorted(compiled), "engine": engine, "fingerprints": fingerprints}
     with lake.transaction(STAGE, parameters=parameters) as tx:
-        eng = lake.connect(engine)
-        for name, sql in compiled.items():
-            files = eng.write_parquet(sql, tx.staging / "views" / name)
-            counts[name] = sum(pq.read_metadata(f).num_rows for f in files)
-            tx.replace(name, layer="silver", files=files, rows=counts[name])
+        with closing(lake.connect(engine)) as eng:
+            for name, sql in compiled.items():
+                files = eng.write_parquet(sql, tx.staging / "views" / name)
+                counts[name] = sum(pq.read_metadata(f).num_rows for f in files)
+                tx.replace(name, layer="silver", files=files, rows=counts[name])
         tx.summary = {"rows": counts}
     return counts
 

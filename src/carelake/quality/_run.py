@@ -12,6 +12,7 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,8 +111,10 @@ def run_quality(
         )
     if "fhir_resources" not in lake.catalog.tables:
         raise ConfigError("the lake has no FHIR data to check", hint="run `carelake ingest fhir PATH` first")
-    with lake.transaction("quality-run", parameters={"engine": engine, "as_of": as_of}) as tx:
-        eng = lake.connect(engine)
+    with (
+        lake.transaction("quality-run", parameters={"engine": engine, "as_of": as_of}) as tx,
+        closing(lake.connect(engine)) as eng,
+    ):
         counts = {r["resource_type"]: r["n"] for r in eng.query(
             "SELECT resource_type, count(*) AS n FROM resources GROUP BY 1").to_pylist()}  # fmt: skip
         checks = build_checks(counts, as_of=as_of)
