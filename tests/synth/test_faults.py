@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+from carelake.quality._codes import loinc_is_valid
 from carelake.synth._faults import FAULT_KINDS, FAULTABLE_TYPES, ICD10_FORMAT, UNIT_MIXUPS
-from carelake.synth._terminology import QUANTITIES, loinc_is_valid
+from carelake.synth._terminology import QUANTITIES
 
 _PLAUSIBLE = {q.loinc: q.plausible for q in QUANTITIES.values()}
 

@@ -8,27 +8,12 @@ import re
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from carelake.quality._codes import loinc_is_valid
 from carelake.synth._faults import ICD10_FORMAT
-from carelake.synth._terminology import ICD10CM, LOINC, NPI, loinc_is_valid, luhn_check_digit
+from carelake.synth._output import RESOURCE_ORDER
+from carelake.synth._terminology import ICD10CM, LOINC, NPI, luhn_check_digit
 
-TYPES = (
-    "Patient",
-    "Organization",
-    "Practitioner",
-    "Location",
-    "Encounter",
-    "Condition",
-    "Observation",
-    "MedicationRequest",
-    "Procedure",
-    "Immunization",
-    "AllergyIntolerance",
-    "FamilyMemberHistory",
-    "CarePlan",
-    "ServiceRequest",
-    "DocumentReference",
-    "Consent",
-)
+TYPES = RESOURCE_ORDER
 REFERENCE = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
 
 

@@ -242,21 +242,7 @@ def _run_query_checks(
 
 
 def _validators() -> dict[str, Callable[[str], bool]]:
-    from stdnum import luhn, verhoeff
-
-    def loinc(code: str) -> bool:
-        number, _, check = code.partition("-")
-        return number.isdigit() and check.isdigit() and len(check) == 1 and luhn.is_valid(number + check)
-
-    def snomed(code: str) -> bool:
-        # 6-18 digits; partition identifier (digits 2-3 from the right) 00, 01 or 02 for core concepts,
-        # 10, 11, 12 for extensions; Verhoeff check digit last.
-        return (
-            code.isdigit()
-            and 6 <= len(code) <= 18
-            and code[-3:-1] in {"00", "01", "02", "10", "11", "12"}
-            and (verhoeff.is_valid(code))
-        )
+    from carelake.quality._codes import loinc_is_valid, snomed_is_valid
 
     parser = None
 
@@ -272,7 +258,7 @@ def _validators() -> dict[str, Callable[[str], bool]]:
             return False
         return True
 
-    return {"loinc": loinc, "snomed": snomed, "ucum": ucum}
+    return {"loinc": loinc_is_valid, "snomed": snomed_is_valid, "ucum": ucum}
 
 
 def _invalid_values(eng: Engine, validator: str, records: list[str], staging: Path) -> str:

@@ -761,18 +761,6 @@ LOCATION_TYPES = {
 
 def luhn_check_digit(digits: str) -> int:
     """The Luhn (mod 10) check digit for a digit string: used by NPIs and by LOINC codes."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2 == 0:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return (10 - total % 10) % 10
+    from stdnum import luhn
 
-
-def loinc_is_valid(code: str) -> bool:
-    """Whether a LOINC code's check digit (after the hyphen) matches its number."""
-    number, _, check = code.partition("-")
-    return number.isdigit() and check.isdigit() and len(check) == 1 and luhn_check_digit(number) == int(check)
+    return int(luhn.calc_check_digit(digits))
