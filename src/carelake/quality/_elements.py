@@ -8,10 +8,11 @@ has the same elements, cardinalities and required bindings as R4 (4.0.1).
 
 from __future__ import annotations
 
-import re
 import typing
 from dataclasses import dataclass
 from functools import cache
+
+from carelake.fhir._model import type_name
 
 # JSON members that are not elements to check: narrative, extensions, contained resources.
 _SKIP = {"fhir_comments", "extension", "modifierExtension", "contained", "text"}
@@ -47,27 +48,6 @@ class Element:
         if self.type == "boolean":
             return "boolean"
         return "number" if self.type in NUMBER_TYPES else "string"
-
-
-def _type_name(annotation: typing.Any) -> tuple[str, bool]:
-    """(FHIR type, repeats) of a pydantic field annotation of fhir.resources."""
-    repeats = False
-    while True:
-        args, origin = typing.get_args(annotation), typing.get_origin(annotation)
-        if args and type(None) in args:  # Optional[...] and X | None
-            annotation = next(a for a in args if a is not type(None))
-        elif origin is list:
-            repeats = True
-            annotation = args[0]
-        else:
-            break
-    if origin is typing.Annotated:
-        marker = type(args[1]).__name__
-        return marker[0].lower() + marker[1:], repeats
-    if annotation is bool:
-        return "boolean", repeats
-    name = getattr(annotation, "__name__", str(annotation))
-    return re.sub(r"Type$", "", name.split(".")[-1]), repeats
 
 
 @cache
@@ -116,7 +96,7 @@ def _members(model: typing.Any, parent_path: str, parent_name: str) -> list[Elem
         alias = field.alias or ""
         if not extra.get("element_property") or alias in _SKIP or (parent_name and alias == "id"):
             continue
-        type_, repeats = _type_name(field.annotation)
+        type_, repeats = type_name(field.annotation)
         values = tuple(extra.get("enum_values") or ())
         result.append(
             Element(
