@@ -1,6 +1,8 @@
-"""The main job, end to end on the embedded default: generate, ingest, check, report.
+"""The main job, end to end on the embedded default: generate, ingest, check, de-identify, report.
 
-Each capability adds its stage here, so ``make demo`` always shows everything carelake can do.
+Each capability adds its stage here, so ``make demo`` always shows everything carelake can do. Stages that
+need identities (ingestion, quality, matching) run on the identified lake; everything analysts see after
+de-identification (views, risk, and later models) runs on the de-identified lake, as a real deployment would.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class DemoSummary:
 
     out: str
     lake: str
+    deid_lake: str
     report: str
     patients: int
     seed: int
@@ -46,8 +49,10 @@ def run_demo(
     from carelake.fhir import materialize_views, standard_views
     from carelake.lake import open_lake
     from carelake.match import match_patients
+    from carelake.privacy import Policy, deidentify, keygen, reidentification_risk, verify
     from carelake.quality import run_quality
     from carelake.reports import Report, lake_overview, match_overview, quality_overview, views_overview
+    from carelake.reports._privacy import deid_overview
     from carelake.sources.fhir import ingest_fhir
     from carelake.synth import generate_fhir
 
@@ -76,6 +81,20 @@ def run_demo(
     matching = match_patients(lake, progress=stage_progress or progress)
     stages["match"] = matching.to_dict() | _match_accuracy(lake, data / "ground_truth" / "duplicates.parquet")
 
+    # The key lives beside the lakes, never inside one; shifted dates keep the intervals analyses need.
+    key = root / "keys" / "deid.key"
+    keygen(key)
+    deid_lake = root / "lake-deid"
+    deid = deidentify(
+        lake, deid_lake, key_file=key, policy=Policy.of("safe-harbor", "shift"), as_of=as_of,
+        views=False, progress=stage_progress or progress,
+    )  # fmt: skip
+    deid_lake_opened = open_lake(deid_lake, create=False)
+    deid_view_rows = materialize_views(standard_views(), lake=deid_lake_opened)
+    swept = verify(deid_lake, lake, iso_dates=False, progress=stage_progress or progress)  # dates are shifted
+    risk = reidentification_risk(deid_lake_opened, k=11, as_of=as_of)
+    stages["deid"] = deid.to_dict() | {"verify": swept.to_dict(), "risk": risk.to_dict()}
+
     report = Report("carelake demo", subtitle=f"{patients:,} synthetic patients, seed {seed}, DuckDB")
     report.heading("Ingestion")
     report.metrics(
@@ -97,8 +116,6 @@ def run_demo(
         ["resource type", "read", "stored", "new versions", "duplicates"],
         [[t, c["read"], c["stored"], c["new_versions"], c["duplicates"]] for t, c in ingest.by_type.items()],
     )
-    lake_overview(lake, report)
-    views_overview(lake, report, view_rows)
     quality_overview(lake, report, quality)
     match_overview(lake, report, matching)
     accuracy = stages["match"]
@@ -106,11 +123,17 @@ def run_demo(
         f"Against the generator's ground truth ({accuracy['true_pairs']:,} planted duplicate records): "
         f"precision {accuracy['precision']:.3f}, recall {accuracy['recall']:.3f}."
     )
+    deid_overview(report, deid, swept, risk)
+    lake_overview(deid_lake_opened, report)
+    views_overview(deid_lake_opened, report, deid_view_rows)
     report_path = report.save(root / "report" / "index.html")
+    # The report is an output too: it must not carry any identifier of the source either.
+    stages["deid"]["verify_report"] = verify(report_path.parent, lake, iso_dates=False).to_dict()
 
     return DemoSummary(
         out=str(root),
         lake=str(lake.root),
+        deid_lake=str(deid_lake_opened.root),
         report=str(report_path),
         patients=patients,
         seed=seed,

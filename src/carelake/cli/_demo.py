@@ -54,6 +54,14 @@ def demo_command(
         f"matching   {match['persons_with_multiple_records']:,} people with more than one record; precision "
         f"{match['precision']:.3f}, recall {match['recall']:.3f} against the planted duplicates"
     )
+    deid = summary.stages["deid"]
+    verified = deid["verify"]["passed"] and deid["verify_report"]["passed"]
+    say(
+        f"de-identified {deid['written']:,} resources ({deid['policy']['name']}, dates shifted), "
+        f"{sum(deid['patients_excluded'].values()):,} patients left out by consent; leak sweep: "
+        f"{'no identifier found' if verified else 'LEAKS FOUND'}; "
+        f"{deid['risk']['share_below_k']:.1%} of patients in classes below k={deid['risk']['k']}"
+    )
     say(f"report     {summary.report}")
     # Under `make demo` the virtualenv is not on PATH: show the commands as they can be pasted.
     if shutil.which("carelake"):
@@ -63,7 +71,8 @@ def demo_command(
     else:
         exe = sys.argv[0]
     say(f"done in {summary.seconds:.0f} s. Explore:")
-    say(f"  {exe} --lake {summary.lake} status")
+    say(f"  {exe} --lake {summary.deid_lake} status")
     query = "select class_code, count(*), avg(length_of_stay_days) from encounters group by 1"
-    say(f'  {exe} --lake {summary.lake} sql "{query}"')
+    say(f'  {exe} --lake {summary.deid_lake} sql "{query}"')
+    say(f"  {exe} deid verify {summary.deid_lake} --source {summary.lake}")
     say(f"  open {summary.report}")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from carelake.privacy._cells import SMALL_CELL, SMALL_CELL_HAVING, suppressed
 from carelake.reports._html import Report
 
 if TYPE_CHECKING:
     from carelake.lake import Lake
-
-# Aggregates shown to people are suppressed below this count (small-cell rule).
-SMALL_CELL = 11
 
 
 def lake_overview(lake: Lake, report: Report) -> None:
@@ -50,7 +48,7 @@ def lake_overview(lake: Lake, report: Report) -> None:
                  AS age_band,
                count(*) AS n
         FROM Patient WHERE clinical_time IS NOT NULL GROUP BY 1, 2 ORDER BY 2""").to_pylist()
-    shown = [r for r in pyramid if r["n"] >= SMALL_CELL]
+    shown = [r for r in pyramid if suppressed(r["n"]) is not None]
     if shown:
         fig = go.Figure()
         for sex in sorted({r["sex"] for r in shown}):
@@ -70,7 +68,7 @@ def lake_overview(lake: Lake, report: Report) -> None:
     timeline = lake.sql(f"""
         SELECT year(clinical_time) AS year, resource_type, count(*) AS n FROM resources
         WHERE clinical_time IS NOT NULL AND resource_type <> 'Patient'
-        GROUP BY 1, 2 HAVING count(*) >= {SMALL_CELL} ORDER BY 1""").to_pylist()
+        GROUP BY 1, 2 {SMALL_CELL_HAVING} ORDER BY 1""").to_pylist()
     if timeline:
         fig = go.Figure()
         for rtype in sorted({r["resource_type"] for r in timeline}):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from carelake.privacy._cells import show_count
 from carelake.reports._html import Report
-from carelake.reports._lake import SMALL_CELL
 
 if TYPE_CHECKING:
     from carelake.lake import Lake
@@ -127,7 +127,7 @@ def match_overview(lake: Lake, report: Report, summary: MatchSummary) -> None:
     ).to_pylist()
     report.table(
         ["records per person", "persons"],
-        [[r["records"], r["persons"] if r["persons"] >= SMALL_CELL else f"< {SMALL_CELL}"] for r in sizes],
+        [[r["records"], show_count(r["persons"])] for r in sizes],
     )
 
 

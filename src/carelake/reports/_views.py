@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from carelake.privacy._cells import SMALL_CELL, SMALL_CELL_HAVING
 from carelake.reports._html import Report
-from carelake.reports._lake import SMALL_CELL
 
 if TYPE_CHECKING:
     from carelake.lake import Lake
@@ -26,7 +26,7 @@ def views_overview(lake: Lake, report: Report, counts: dict[str, int]) -> None:
     by_class = lake.sql(f"""
         SELECT class_code, count(*) AS n, round(avg(duration_hours), 1) AS hours,
                round(avg(length_of_stay_days), 1) AS los
-        FROM encounters GROUP BY 1 HAVING count(*) >= {SMALL_CELL} ORDER BY n DESC""").to_pylist()
+        FROM encounters GROUP BY 1 {SMALL_CELL_HAVING} ORDER BY n DESC""").to_pylist()
     report.table(
         ["encounter class", "encounters", "mean hours", "mean length of stay (days)"],
         [[r["class_code"], r["n"], r["hours"], r["los"]] for r in by_class],
@@ -34,7 +34,7 @@ def views_overview(lake: Lake, report: Report, counts: dict[str, int]) -> None:
     stays = lake.sql(f"""
         SELECT length_of_stay_days AS days, count(*) AS n FROM encounters
         WHERE class_code = 'IMP' AND length_of_stay_days IS NOT NULL
-        GROUP BY 1 HAVING count(*) >= {SMALL_CELL} ORDER BY 1""").to_pylist()
+        GROUP BY 1 {SMALL_CELL_HAVING} ORDER BY 1""").to_pylist()
     if stays:
         fig = go.Figure(go.Bar(x=[r["days"] for r in stays], y=[r["n"] for r in stays]))
         fig.update_layout(

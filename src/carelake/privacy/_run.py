@@ -1,0 +1,429 @@
+"""``deidentify``: a whole lake in, a separate de-identified lake out, with a manifest of what changed.
+
+The source lake is read once, sorted by patient, in bounded Arrow batches; each resource passes through
+:class:`~carelake.privacy._walk.Deidentifier` with its patient's date offset and known identifiers, and
+the output is ingested into a new lake built beside ``out``. Only when everything has been written does
+that lake replace ``out`` (two renames), so a crash leaves the previous output intact and a re-run with
+the same key produces the same lake again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from carelake.errors import ConfigError, InputError, LakeError
+from carelake.lake import QUARANTINE_SCHEMA, QUARANTINE_TABLE, Lake, open_lake
+from carelake.lake._lake import MARKER
+from carelake.privacy._keys import DeidKey
+from carelake.privacy._policy import Policy
+from carelake.privacy._text import Known, TextScrubber
+from carelake.privacy._walk import Deidentifier, Quarantined, Subject
+from carelake.progress import NoProgress, Progress
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+STAGE = "deid-run"
+_BATCH = 2_000
+
+# Consents that deny research use: the provision type and the scope a patient's Consent must carry.
+_CONSENT_VIEW = {
+    "resourceType": "ViewDefinition",
+    "name": "research_consents",
+    "resource": "Consent",
+    "status": "active",
+    "select": [
+        {
+            "column": [
+                {"name": "patient_id", "path": "patient.getReferenceKey(Patient)"},
+                {"name": "status", "path": "status"},
+                {"name": "provision_type", "path": "provision.type"},
+                {"name": "research", "path": "scope.coding.where(code = 'research').exists()", "type": "boolean"},
+                {"name": "ends", "path": "provision.period.end", "type": "dateTime"},
+            ]
+        }
+    ],
+}
+
+
+@dataclass
+class DeidSummary:
+    """What a run did: counts that reconcile (read = written + excluded + quarantined) and per category."""
+
+    run_id: str
+    out: str
+    policy: dict[str, Any]
+    key_fingerprint: str
+    as_of: str
+    read: int = 0
+    written: int = 0
+    excluded: int = 0
+    quarantined: int = 0
+    patients_excluded: dict[str, int] = field(default_factory=dict)
+    quarantined_by_rule: dict[str, int] = field(default_factory=dict)
+    by_type: dict[str, int] = field(default_factory=dict)
+    elements: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    resources_per_s: float = 0.0
+
+    @property
+    def reconciles(self) -> bool:
+        return self.read == self.written + self.excluded + self.quarantined
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"reconciles": self.reconciles}
+
+
+def deidentify(
+    source: Lake | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    key_file: str | os.PathLike[str] | None,
+    policy: Policy | None = None,
+    as_of: str | dt.date | None = None,
+    opt_out: str | os.PathLike[str] | None = None,
+    engine: str = "duckdb",
+    views: bool = True,
+    progress: Progress | None = None,
+) -> DeidSummary:
+    """De-identify every current FHIR resource of ``source`` into the lake at ``out``.
+
+    Patients with an active Consent denying research, or listed in ``opt_out`` (one patient id per line),
+    are left out with all their data. The key file must lie outside both lakes.
+
+    Examples:
+        >>> s = deidentify("lake", "lake-deid", key_file="~/deid.key")  # doctest: +SKIP
+        >>> s.reconciles, s.policy["safe_harbor"]  # doctest: +SKIP
+        (True, True)
+    """
+    started = time.perf_counter()
+    progress = progress or NoProgress()
+    policy = policy or Policy()
+    lake = source if isinstance(source, Lake) else open_lake(source, create=False)
+    target = Path(out).expanduser().resolve()
+    key = DeidKey.load(Path(key_file).expanduser() if key_file else None, forbidden=(lake.root, target))
+    _check_target(lake, target)
+    opted_out = _read_opt_out(Path(opt_out)) if opt_out else set()
+    _recover(target)
+
+    work = target.parent / f".{target.name}.deid-work"
+    shutil.rmtree(work, ignore_errors=True)  # a crashed run's leftovers; the output itself is untouched
+    work.mkdir(parents=True)
+    try:
+        with closing(lake.connect(engine)) as eng:
+            reference_date = _as_of(eng, as_of)
+            consents = _denied_by_consent(lake, engine, reference_date)
+            conditional = _conditional_references(eng)
+            staged = eng.write_parquet(
+                "SELECT resource_type, id, patient_id, resource FROM resources "
+                "ORDER BY patient_id NULLS LAST, resource_type, id",
+                work / "source",
+            )
+        from carelake.privacy._known import known_identifiers
+
+        known = known_identifiers(lake, engine=engine).sort_by("patient_id")
+        # Towns where anyone in the lake lives are scrubbed from every text, facility names included.
+        places = {r["value"] for r in known.filter(pc.equal(known["category"], "address")).to_pylist()}
+        scrubber = TextScrubber(places=(p for p in places if not any(ch.isdigit() for ch in p)))
+        deid = Deidentifier(policy, key, scrubber=scrubber, conditional=conditional)
+        summary = DeidSummary(
+            run_id="",
+            out=str(target),
+            policy=policy.to_dict(),
+            key_fingerprint=key.fingerprint,
+            as_of=reference_date.isoformat(),
+        )
+        excluded_patients: dict[str, set[str]] = {"consent": set(), "opt_out": set()}
+        quarantine: list[dict[str, Any]] = []
+        total = sum(pq.read_metadata(f).num_rows for f in staged)
+        progress.start(f"de-identifying {total:,} resources", total)
+        writers: dict[str, Any] = {}
+        by_type: Counter[str] = Counter()
+        try:
+            for rows, patient, knowledge in _by_patient(staged, known):
+                why = "consent" if patient in consents else "opt_out" if patient in opted_out else None
+                subject = _subject(key, patient, knowledge, rows, policy, reference_date)
+                for row in rows:
+                    summary.read += 1
+                    if why:
+                        summary.excluded += 1
+                        excluded_patients[why].add(patient)
+                        continue
+                    try:
+                        clean = deid.resource(
+                            orjson.loads(row["resource"]),
+                            subject or _own_subject(key, row),
+                            source_id=row["id"],
+                        )
+                    except Quarantined as exc:
+                        quarantine.append(_quarantine_row(key, row, exc))
+                        continue
+                    _write(writers, work / "fhir", row["resource_type"], clean)
+                    by_type[row["resource_type"]] += 1
+                    summary.written += 1
+                progress.advance(len(rows))
+        finally:
+            for handle in writers.values():
+                handle.close()
+            progress.stop()
+
+        summary.quarantined = len(quarantine)
+        summary.quarantined_by_rule = dict(Counter(q["rule"] for q in quarantine))
+        summary.patients_excluded = {k: len(v) for k, v in excluded_patients.items()}
+        summary.by_type = dict(sorted(by_type.items()))
+        summary.elements = dict(sorted(deid.counts.items()))
+        built = _build_lake(work, summary, quarantine, engine=engine, views=views, progress=progress)
+        summary.seconds = round(time.perf_counter() - started, 3)
+        summary.resources_per_s = round(summary.read / summary.seconds, 1) if summary.seconds else 0.0
+        _publish(built, target, summary)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return summary
+
+
+def output_policy(out: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The policy the latest ``deid run`` wrote ``out`` with, from its manifest; None when it made no such lake."""
+    root = Path(out)
+    if not (root / MARKER).exists():
+        return None
+    runs = [run for run in open_lake(root, create=False).catalog.runs if run["job"] == STAGE]
+    if not runs:
+        return None
+    manifest = orjson.loads((root / runs[-1]["manifest"]).read_bytes())
+    return manifest["summary"]["policy"]
+
+
+# -- inputs --------------------------------------------------------------------------------------------------------
+def _check_target(lake: Lake, target: Path) -> None:
+    if target == lake.root or target.is_relative_to(lake.root) or lake.root.is_relative_to(target):
+        raise ConfigError(
+            "the de-identified lake must be a separate folder from the source lake",
+            hint="pass --out a folder outside the source lake",
+        )
+    if not target.exists():
+        return
+    if not (target / MARKER).exists():
+        if any(target.iterdir()):
+            raise LakeError(f"{target} exists and is not a carelake lake", hint="choose an empty or new folder")
+        return
+    if not any(run["job"] == STAGE for run in open_lake(target, create=False).catalog.runs):
+        raise LakeError(
+            f"{target} is a lake that `carelake deid run` did not make; refusing to replace it",
+            hint="choose a new --out folder for the de-identified lake",
+        )
+
+
+def _read_opt_out(path: Path) -> set[str]:
+    """Patient ids, one per line (``Patient/`` prefix allowed, ``#`` comments and blank lines ignored)."""
+    if not path.is_file():
+        raise InputError(f"no opt-out file at {path}", hint="pass a text file with one patient id per line")
+    ids = set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        text = text.removeprefix("Patient/")
+        if not text.replace("-", "").replace(".", "").isalnum() or len(text) > 64:
+            raise InputError(f"{path}:{number} is not a patient id", hint="one FHIR Patient id per line")
+        ids.add(text)
+    return ids
+
+
+def _as_of(eng: Any, as_of: str | dt.date | None) -> dt.date:
+    """The date ages are measured at: given, or the latest clinical time in the lake (so re-runs agree)."""
+    if isinstance(as_of, dt.date):
+        return as_of
+    if as_of:
+        try:
+            return dt.date.fromisoformat(as_of)
+        except ValueError:
+            raise ConfigError(f"--as-of {as_of!r} is not a date", hint="write it as YYYY-MM-DD") from None
+    latest = eng.query("SELECT max(clinical_time) AS t FROM resources").column("t")[0].as_py()
+    return latest.date() if latest is not None else dt.date(2000, 1, 1)
+
+
+def _denied_by_consent(lake: Lake, engine: str, as_of: dt.date) -> set[str]:
+    from carelake.fhir import run_view
+
+    denied = set()
+    for row in run_view(_CONSENT_VIEW, lake=lake, engine=engine).to_pylist():
+        ends = row["ends"]
+        if ends is not None and str(ends)[:10] < as_of.isoformat():
+            continue
+        if row["patient_id"] and row["status"] == "active" and row["provision_type"] == "deny" and row["research"]:
+            denied.add(row["patient_id"])
+    return denied
+
+
+def _conditional_references(eng: Any) -> dict[tuple[str, str, str], tuple[str, str]]:
+    rows = eng.query("""
+        SELECT resource_type, id, reference, target_type, target_id FROM fhir_reference_targets
+        WHERE kind = 'conditional' AND target_id IS NOT NULL""").to_pylist()
+    return {(r["resource_type"], r["id"], r["reference"]): (r["target_type"], r["target_id"]) for r in rows}
+
+
+# -- the stream ----------------------------------------------------------------------------------------------------
+def _by_patient(staged: list[Path], known: pa.Table) -> Iterator[tuple[list[dict[str, Any]], str | None, Known]]:
+    """Resources grouped by patient (in sorted order), each group with what the record knows of that patient."""
+    known_rows = iter(known.to_batches(max_chunksize=_BATCH))
+    pending: list[dict[str, Any]] = []
+    buffered: deque[dict[str, Any]] = deque()
+
+    def knowledge_for(patient: str | None) -> Known:
+        # Known rows are sorted by patient like the resources: read ahead until past this patient.
+        found: dict[str, list[str]] = defaultdict(list)
+        while True:
+            while buffered and buffered[0]["patient_id"] is not None and buffered[0]["patient_id"] < (patient or ""):
+                buffered.popleft()
+            while buffered and buffered[0]["patient_id"] == patient:
+                row = buffered.popleft()
+                found[row["category"]].append(row["value"])
+            if buffered or patient is None:
+                break
+            batch = next(known_rows, None)
+            if batch is None:
+                break
+            buffered.extend(batch.to_pylist())
+        return _known(found)
+
+    current: str | None = None
+    for file in staged:
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=_BATCH):
+            for row in batch.to_pylist():
+                if pending and row["patient_id"] != current:
+                    yield pending, current, knowledge_for(current) if current else Known()
+                    pending = []
+                current = row["patient_id"]
+                pending.append(row)
+    if pending:
+        yield pending, current, knowledge_for(current) if current else Known()
+
+
+def _known(found: dict[str, list[str]]) -> Known:
+    return Known(
+        names=tuple(found.get("name", ())),
+        identifiers=tuple(found.get("identifier", []) + found.get("url", [])),
+        phones=tuple(found.get("phone", ())),
+        emails=tuple(found.get("email", ())),
+        addresses=tuple(found.get("address", ())),
+        dates=tuple(found.get("birth_date", ())),
+    )
+
+
+def _subject(
+    key: DeidKey, patient: str | None, known: Known, rows: list[dict[str, Any]], policy: Policy, as_of: dt.date
+) -> Subject | None:
+    if patient is None:
+        return None
+    cap = None
+    if policy.caps_age:
+        for row in rows:
+            if row["resource_type"] == "Patient" and row["id"] == patient:
+                cap = _birth_year_cap(orjson.loads(row["resource"]), as_of)
+    return Subject(shift_days=key.shift_days(f"Patient/{patient}"), known=known, birth_year_cap=cap)
+
+
+def _own_subject(key: DeidKey, row: dict[str, Any]) -> Subject:
+    """Resources with no patient (practitioners, organisations) move by their own offset."""
+    return Subject(shift_days=key.shift_days(f"{row['resource_type']}/{row['id']}"))
+
+
+def _birth_year_cap(patient: dict[str, Any], as_of: dt.date) -> str | None:
+    """Safe Harbor: a patient 90 or older (at death, or at the reference date) is born 'in' as_of - 90."""
+    birth = patient.get("birthDate")
+    if not isinstance(birth, str) or not birth[:4].isdigit():
+        return None
+    at = as_of
+    death = patient.get("deceasedDateTime")
+    if isinstance(death, str) and death[:4].isdigit():
+        at = dt.date(int(death[:4]), int(death[5:7] or 1) if len(death) >= 7 else 12, 28)
+    born = (int(birth[:4]), int(birth[5:7]) if len(birth) >= 7 else 1, int(birth[8:10]) if len(birth) >= 10 else 1)
+    age = at.year - born[0] - ((at.month, at.day) < born[1:])
+    return str(at.year - 90) if age > 89 else None
+
+
+def _quarantine_row(key: DeidKey, row: dict[str, Any], exc: Quarantined) -> dict[str, Any]:
+    # The record stays in the source lake only: the de-identified lake learns the pseudonym and the reason.
+    pseudonym = key.pseudonym(row["resource_type"], row["id"])
+    return {
+        "stage": STAGE,
+        "rule": exc.rule,
+        "message": f"{row['resource_type']}/{pseudonym}: {exc.message}",
+    }
+
+
+def _write(writers: dict[str, Any], folder: Path, resource_type: str, resource: dict[str, Any]) -> None:
+    handle = writers.get(resource_type)
+    if handle is None:
+        folder.mkdir(exist_ok=True)
+        handle = writers[resource_type] = (folder / f"{resource_type}.ndjson").open("wb")
+    handle.write(orjson.dumps(resource) + b"\n")
+
+
+# -- the output lake -----------------------------------------------------------------------------------------------
+def _build_lake(
+    work: Path, summary: DeidSummary, quarantine: list[dict[str, Any]], *, engine: str, views: bool, progress: Progress
+) -> Path:
+    """A complete de-identified lake inside ``work``: bronze, quarantine, views and the deid manifest."""
+    import pyarrow as pa
+
+    from carelake.sources.fhir import ingest_fhir
+
+    built = work / "lake"
+    lake = open_lake(built)
+    inputs = sorted((work / "fhir").glob("*.ndjson")) if (work / "fhir").exists() else []
+    if inputs:
+        ingest_fhir(inputs, lake=lake, engine=engine, progress=progress)
+    with lake.transaction(STAGE, parameters={"policy": summary.policy, "as_of": summary.as_of}) as tx:
+        summary.run_id = tx.run_id
+        if quarantine:
+            rows = [
+                {"run_id": tx.run_id, "source_file": None, "source_sha256": None, "line": None, "entry_index": None,
+                 "byte_offset": None, "record": None, **q}
+                for q in quarantine
+            ]  # fmt: skip
+            file = tx.stage_dir("quarantine") / "part-0.parquet"
+            pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA), file)
+            tx.append(QUARANTINE_TABLE, layer="quarantine", files=[file], rows=len(rows))
+        tx.summary = summary.to_dict()
+    if views and inputs:
+        from carelake.fhir import materialize_views, standard_views
+
+        materialize_views(standard_views(), lake=lake, engine=engine)
+    return built
+
+
+def _publish(built: Path, target: Path, summary: DeidSummary) -> None:
+    """Swap the new lake into place: the old output is renamed away first and deleted last."""
+    manifest = built / "runs" / f"{summary.run_id}.json"
+    data = orjson.loads(manifest.read_bytes())
+    data["summary"] = summary.to_dict()  # the final timings, known only now
+    manifest.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+    old = target.parent / f".{target.name}.deid-replaced"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(built, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover(target: Path) -> None:
+    """After a crash between the two renames, put the previous output back."""
+    old = target.parent / f".{target.name}.deid-replaced"
+    if old.exists():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, target)
