@@ -50,7 +50,7 @@ def test_counts_reconcile_and_consent_and_opt_out_leave_patients_out(synthetic: 
     source: cl.Lake = synthetic["source"]
     assert summary.reconciles and summary.read == source.catalog.tables["fhir_resources"].rows
     denied = {t["patient_id"] for t in synthetic["truth"] if t["research_opt_out"]}
-    assert summary.patients_excluded == {"consent": len(denied), "opt_out": 1}
+    assert summary.patients_excluded == {"consent": len(denied), "opt_out": 1, "k_anonymity": 0}
     key = DeidKey.load(synthetic["key"])
     out = _resources(synthetic["root"] / "out")
     for patient in [*denied, synthetic["opted_out"]]:
@@ -218,3 +218,25 @@ def test_spark_gives_the_same_de_identified_lake(synthetic: dict[str, object], t
     deidentify(synthetic["source"], tmp_path / "spark", key_file=synthetic["key"],
                opt_out=synthetic["root"] / "opt-out.txt", engine="spark", views=False)  # fmt: skip
     assert _resources(tmp_path / "spark") == _resources(synthetic["root"] / "out")
+
+
+def test_k_option_leaves_out_the_patients_a_k_anonymity_plan_suppresses(
+    synthetic: dict[str, object], tmp_path: Path
+) -> None:
+    from carelake.privacy import achieve_k
+
+    source: cl.Lake = synthetic["source"]
+    summary = deidentify(source, tmp_path / "k", key_file=synthetic["key"], k=5, views=False)
+    plan = achieve_k(source, k=5, as_of=summary.as_of)
+    assert summary.k_anonymity is not None and summary.k_anonymity["records_suppressed"] == plan.records_suppressed
+    assert summary.patients_excluded["k_anonymity"] == len(set(plan.suppressed_ids) - _denied(synthetic))
+    assert summary.reconciles
+    out = _resources(tmp_path / "k")
+    key = DeidKey.load(synthetic["key"])
+    assert not any(("Patient", key.pseudonym("Patient", p)) in out for p in plan.suppressed_ids)
+    if plan.generalisation.geography != "zip3":
+        assert not any('"postalCode"' in text for (kind, _), text in out.items() if kind == "Patient")
+
+
+def _denied(synthetic: dict[str, object]) -> set[str]:
+    return {t["patient_id"] for t in synthetic["truth"] if t["research_opt_out"]}

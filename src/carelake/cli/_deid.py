@@ -74,6 +74,15 @@ def run_command(
     keep_extension: Annotated[
         list[str] | None, typer.Option("--keep-extension", help="Also keep extensions with this URL (repeatable).")
     ] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "--k",
+            min=2,
+            help="Make patients k-anonymous (age band, sex, ZIP3, race, ethnicity): coarsen ZIP codes "
+            "and leave out patients still in classes smaller than k.",
+        ),
+    ] = None,
     views: Annotated[bool, typer.Option("--views/--no-views", help="Materialise the standard views.")] = True,
     engine: EngineOption = EngineChoice.duckdb,
     json: JsonOption = False,
@@ -93,6 +102,7 @@ def run_command(
         policy=chosen,
         as_of=as_of,
         opt_out=opt_out,
+        k=k,
         engine=engine.value,
         views=views,
         progress=RichProgress(unit_bytes=False),

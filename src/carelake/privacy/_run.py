@@ -76,6 +76,7 @@ class DeidSummary:
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)
     by_type: dict[str, int] = field(default_factory=dict)
     elements: dict[str, int] = field(default_factory=dict)
+    k_anonymity: dict[str, Any] | None = None  # the plan applied with --k: generalisation and suppression
     seconds: float = 0.0
     resources_per_s: float = 0.0
 
@@ -95,6 +96,7 @@ def deidentify(
     policy: Policy | None = None,
     as_of: str | dt.date | None = None,
     opt_out: str | os.PathLike[str] | None = None,
+    k: int | None = None,
     engine: str = "duckdb",
     views: bool = True,
     progress: Progress | None = None,
@@ -102,7 +104,9 @@ def deidentify(
     """De-identify every current FHIR resource of ``source`` into the lake at ``out``.
 
     Patients with an active Consent denying research, or listed in ``opt_out`` (one patient id per line),
-    are left out with all their data. The key file must lie outside both lakes.
+    are left out with all their data. The key file must lie outside both lakes. With ``k``, the patients
+    are made k-anonymous on age band, sex, ZIP3, race and ethnicity: ZIP codes are coarsened as
+    :func:`~carelake.privacy.achieve_k` plans, and the patients still in classes below k are left out.
 
     Examples:
         >>> s = deidentify("lake", "lake-deid", key_file="~/deid.key")  # doctest: +SKIP
@@ -132,21 +136,29 @@ def deidentify(
                 "ORDER BY patient_id NULLS LAST, resource_type, id",
                 work / "source",
             )
+        plan = None
+        if k is not None:
+            from carelake.privacy._risk import achieve_k
+
+            plan = achieve_k(lake, k=k, as_of=reference_date, engine=engine)
+        suppressed = set(plan.suppressed_ids) if plan else set()
         from carelake.privacy._known import known_identifiers
 
         known = known_identifiers(lake, engine=engine).sort_by("patient_id")
         # Towns where anyone in the lake lives are scrubbed from every text, facility names included.
         places = {r["value"] for r in known.filter(pc.equal(known["category"], "address")).to_pylist()}
         scrubber = TextScrubber(places=(p for p in places if not any(ch.isdigit() for ch in p)))
-        deid = Deidentifier(policy, key, scrubber=scrubber, conditional=conditional)
+        geography = plan.generalisation.geography if plan else "zip3"
+        deid = Deidentifier(policy, key, scrubber=scrubber, conditional=conditional, geography=geography)
         summary = DeidSummary(
             run_id="",
             out=str(target),
             policy=policy.to_dict(),
             key_fingerprint=key.fingerprint,
             as_of=reference_date.isoformat(),
+            k_anonymity=plan.to_dict() if plan else None,
         )
-        excluded_patients: dict[str, set[str]] = {"consent": set(), "opt_out": set()}
+        excluded_patients: dict[str, set[str]] = {"consent": set(), "opt_out": set(), "k_anonymity": set()}
         quarantine: list[dict[str, Any]] = []
         total = sum(pq.read_metadata(f).num_rows for f in staged)
         progress.start(f"de-identifying {total:,} resources", total)
@@ -154,7 +166,12 @@ def deidentify(
         by_type: Counter[str] = Counter()
         try:
             for rows, patient, knowledge in _by_patient(staged, known):
-                why = "consent" if patient in consents else "opt_out" if patient in opted_out else None
+                why = (
+                    "consent" if patient in consents
+                    else "opt_out" if patient in opted_out
+                    else "k_anonymity" if patient in suppressed
+                    else None
+                )  # fmt: skip
                 subject = _subject(key, patient, knowledge, rows, policy, reference_date)
                 for row in rows:
                     summary.read += 1
@@ -163,11 +180,7 @@ def deidentify(
                         excluded_patients[why].add(patient)
                         continue
                     try:
-                        clean = deid.resource(
-                            orjson.loads(row["resource"]),
-                            subject or _own_subject(key, row),
-                            source_id=row["id"],
-                        )
+                        clean = deid.resource(orjson.loads(row["resource"]), subject or _own_subject(key, row))
                     except Quarantined as exc:
                         quarantine.append(_quarantine_row(key, row, exc))
                         continue
@@ -268,11 +281,12 @@ def _denied_by_consent(lake: Lake, engine: str, as_of: dt.date) -> set[str]:
     return denied
 
 
-def _conditional_references(eng: Any) -> dict[tuple[str, str, str], tuple[str, str]]:
+def _conditional_references(eng: Any) -> dict[str, tuple[str, str]]:
+    """Where each conditional reference points: it resolves the same from any resource, so one entry each."""
     rows = eng.query("""
-        SELECT resource_type, id, reference, target_type, target_id FROM fhir_reference_targets
+        SELECT DISTINCT reference, target_type, target_id FROM fhir_reference_targets
         WHERE kind = 'conditional' AND target_id IS NOT NULL""").to_pylist()
-    return {(r["resource_type"], r["id"], r["reference"]): (r["target_type"], r["target_id"]) for r in rows}
+    return {r["reference"]: (r["target_type"], r["target_id"]) for r in rows}
 
 
 # -- the stream ----------------------------------------------------------------------------------------------------

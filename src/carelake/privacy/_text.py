@@ -650,7 +650,9 @@ def _identifier_pattern(value: str) -> list[str]:
     if len(characters) < 6:
         return [f"(?i:{re.escape(value)})"]
     flexible = r"[ \t./-]?".join(re.escape(ch) for ch in characters)  # 912-34-5678 also as 912345678
-    return [f"(?i:{re.escape(value)})", f"(?i:{flexible})"]
+    # The number inside a prefixed id (MRN-4471902) is written alone just as often ("MRN 4471902", "#4471902").
+    numbers = [run for run in re.findall(r"[0-9]{6,}", value) if run != characters]
+    return [f"(?i:{re.escape(value)})", f"(?i:{flexible})", *numbers]
 
 
 def _address_pattern(value: str, common: frozenset[str]) -> list[str]:

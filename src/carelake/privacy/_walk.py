@@ -85,18 +85,19 @@ class Deidentifier:
         key: DeidKey,
         *,
         scrubber: TextScrubber | None = None,
-        conditional: dict[tuple[str, str, str], tuple[str, str]] | None = None,
+        conditional: dict[str, tuple[str, str]] | None = None,
+        geography: str = "zip3",
     ) -> None:
         self.policy = policy
         self.key = key
         self.scrubber = scrubber or TextScrubber()
         self.conditional = conditional or {}
+        self.geography = geography  # zip3, state or none: coarser when a k-anonymity plan asks
         self.counts: Counter[str] = Counter()
 
     # -- the resource ---------------------------------------------------------------------------------------------
-    def resource(self, resource: dict[str, Any], subject: Subject, *, source_id: str | None = None) -> dict[str, Any]:
+    def resource(self, resource: dict[str, Any], subject: Subject) -> dict[str, Any]:
         """A de-identified copy of ``resource``; raises Quarantined when it cannot be made safe."""
-        self._source = (resource.get("resourceType", ""), source_id or str(resource.get("id", "")))
         self._subject = subject
         return self._resource(resource, contained=False)
 
@@ -104,11 +105,6 @@ class Deidentifier:
         type_ = resource.get("resourceType")
         if not isinstance(type_, str) or not members(type_):
             raise Quarantined("deid-unknown-type", "the resource type is not an R4 type carelake can de-identify")
-        if _has_modifier_extension(resource):
-            raise Quarantined(
-                "deid-modifier-extension",
-                "a modifierExtension changes the meaning of the resource in a way carelake cannot check",
-            )
         out: dict[str, Any] = {"resourceType": type_}
         for name, value in resource.items():
             if name == "resourceType":
@@ -133,6 +129,11 @@ class Deidentifier:
 
     # -- members by datatype ---------------------------------------------------------------------------------------
     def _member(self, owner: str, name: str, value: Any) -> Any:
+        if name == "modifierExtension" and value:
+            raise Quarantined(
+                "deid-modifier-extension",
+                "a modifierExtension changes the meaning of the resource in a way carelake cannot check",
+            )
         if name.startswith("_"):
             self._count("extension", "removed")  # extensions on primitives: unknown by definition
             return None
@@ -164,8 +165,8 @@ class Deidentifier:
     def _complex(self, type_: str, value: dict[str, Any]) -> dict[str, Any] | None:
         out = {}
         for name, item in value.items():
-            if name == "id":  # element ids are local labels, not identifiers of anyone
-                out[name] = item
+            if name == "id":  # an element id is an internal label, but a free string all the same
+                self._count("element_id", "removed")
                 continue
             new = self._member(type_, name, item)
             if new is not None:
@@ -244,9 +245,12 @@ class Deidentifier:
 
     def _address(self, value: dict[str, Any]) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
-        for name in ("use", "type", "state", "country"):
+        for name in ("use", "type"):
             if isinstance(value.get(name), str):
                 out[name] = value[name]
+        for name in ("state", "country"):  # free strings: a patient's own details are still looked for
+            if isinstance(value.get(name), str) and not (name == "state" and self.geography == "none"):
+                out[name] = self._text(value[name], generic=False)
         removed = [n for n in ("line", "text", "district", "city") if value.get(n)]
         if not self.policy.generalises_geography:
             for name in ("city", "district"):
@@ -256,7 +260,9 @@ class Deidentifier:
         for _ in removed:
             self._count("address", "removed")
         postal = value.get("postalCode")
-        if isinstance(postal, str):
+        if isinstance(postal, str) and self.geography != "zip3":
+            self._count("zip", "removed")
+        elif isinstance(postal, str):
             if self.policy.generalises_geography:
                 three = zip3(postal)
                 self._count("zip", "generalised" if three else "removed")
@@ -294,7 +300,7 @@ class Deidentifier:
                 self._count("url", "removed")
             self._count("reference", "pseudonymised")
             return f"{match.group('type')}/{self.key.pseudonym(match.group('type'), match.group('id'))}"
-        target = self.conditional.get((*self._source, reference))
+        target = self.conditional.get(reference)
         if target is not None:
             self._count("reference", "pseudonymised")
             return f"{target[0]}/{self.key.pseudonym(*target)}"
@@ -343,7 +349,10 @@ class Deidentifier:
         return out
 
     def _meta(self, value: dict[str, Any]) -> dict[str, Any] | None:
-        out = {k: value[k] for k in ("profile", "security", "tag") if k in value}
+        out = {}
+        for name in ("profile", "security", "tag"):
+            if name in value and (kept := self._member("Meta", name, value[name])) is not None:
+                out[name] = kept
         for k in ("lastUpdated", "versionId", "source"):
             if k in value:
                 self._count("meta", "removed")
@@ -401,16 +410,6 @@ def shift_date(value: str, days: int) -> str | None:
     except (ValueError, OverflowError):
         return None
     return f"{moved:%Y-%m-%d}{rest}"
-
-
-def _has_modifier_extension(node: Any) -> bool:
-    if isinstance(node, dict):
-        if node.get("modifierExtension"):
-            return True
-        return any(_has_modifier_extension(v) for k, v in node.items() if k != "contained")
-    if isinstance(node, list):
-        return any(_has_modifier_extension(v) for v in node)
-    return False
 
 
 def _decoded_text(data: str, content_type: Any) -> str | None:
