@@ -36,6 +36,13 @@ def test_demo_runs_end_to_end_and_reruns_cleanly(tmp_path: Path) -> None:
     # Matching linked the planted duplicate patients.
     match = first.stages["match"]
     assert match["precision"] >= 0.95 and match["recall"] >= 0.9 and "Patient matching" in html
+    # Analyses run on the de-identified copy, which the leak sweep found clean, as it found the report.
+    deid = first.stages["deid"]
+    assert deid["reconciles"] and deid["verify"]["passed"] and deid["verify_report"]["passed"]
+    assert deid["risk"]["records"] == patients - sum(deid["patients_excluded"].values())
+    assert "De-identification" in html and "Re-identification risk" in html
+    deid_lake = cl.open_lake(first.deid_lake, create=False)
+    assert deid_lake.sql("SELECT count(*) FROM patients").column(0)[0].as_py() == deid["risk"]["records"]
 
     second = run_demo(out, patients=60, seed=3)
     assert second.stages["ingest"]["stored"] == ingest["stored"]  # replaced, not appended to
