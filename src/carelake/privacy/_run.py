@@ -99,6 +99,7 @@ def deidentify(
     k: int | None = None,
     engine: str = "duckdb",
     views: bool = True,
+    workers: int | None = None,
     progress: Progress | None = None,
 ) -> DeidSummary:
     """De-identify every current FHIR resource of ``source`` into the lake at ``out``.
@@ -107,6 +108,7 @@ def deidentify(
     are left out with all their data. The key file must lie outside both lakes. With ``k``, the patients
     are made k-anonymous on age band, sex, ZIP3, race and ethnicity: ZIP codes are coarsened as
     :func:`~carelake.privacy.achieve_k` plans, and the patients still in classes below k are left out.
+    ``workers`` processes share the work (default: one per core for large lakes); the output is the same.
 
     Examples:
         >>> s = deidentify("lake", "lake-deid", key_file="~/deid.key")  # doctest: +SKIP
@@ -147,9 +149,14 @@ def deidentify(
         known = known_identifiers(lake, engine=engine).sort_by("patient_id")
         # Towns where anyone in the lake lives are scrubbed from every text, facility names included.
         places = {r["value"] for r in known.filter(pc.equal(known["category"], "address")).to_pylist()}
-        scrubber = TextScrubber(places=(p for p in places if not any(ch.isdigit() for ch in p)))
-        geography = plan.generalisation.geography if plan else "zip3"
-        deid = Deidentifier(policy, key, scrubber=scrubber, conditional=conditional, geography=geography)
+        job = _Job(
+            policy=policy,
+            key=key,
+            places=tuple(sorted(p for p in places if not any(ch.isdigit() for ch in p))),
+            conditional=conditional,
+            geography=plan.generalisation.geography if plan else "zip3",
+            as_of=reference_date,
+        )
         summary = DeidSummary(
             run_id="",
             out=str(target),
@@ -164,30 +171,42 @@ def deidentify(
         progress.start(f"de-identifying {total:,} resources", total)
         writers: dict[str, Any] = {}
         by_type: Counter[str] = Counter()
-        try:
+        counts: Counter[str] = Counter()
+
+        def tasks() -> Iterator[list[tuple[list[dict[str, Any]], str | None, Known]]]:
+            """Patients to de-identify, a few thousand resources at a time; the left-out are counted here."""
+            task: list[tuple[list[dict[str, Any]], str | None, Known]] = []
+            size = 0
             for rows, patient, knowledge in _by_patient(staged, known):
+                summary.read += len(rows)
                 why = (
                     "consent" if patient in consents
                     else "opt_out" if patient in opted_out
                     else "k_anonymity" if patient in suppressed
                     else None
                 )  # fmt: skip
-                subject = _subject(key, patient, knowledge, rows, policy, reference_date)
-                for row in rows:
-                    summary.read += 1
-                    if why:
-                        summary.excluded += 1
-                        excluded_patients[why].add(patient)
-                        continue
-                    try:
-                        clean = deid.resource(orjson.loads(row["resource"]), subject or _own_subject(key, row))
-                    except Quarantined as exc:
-                        quarantine.append(_quarantine_row(key, row, exc))
-                        continue
-                    _write(writers, work / "fhir", row["resource_type"], clean)
-                    by_type[row["resource_type"]] += 1
-                    summary.written += 1
-                progress.advance(len(rows))
+                if why:
+                    summary.excluded += len(rows)
+                    excluded_patients[why].add(patient)
+                    progress.advance(len(rows))
+                    continue
+                task.append((rows, patient, knowledge))
+                size += len(rows)
+                if size >= _TASK_ROWS:
+                    yield task
+                    task, size = [], 0
+            if task:
+                yield task
+
+        try:
+            for written, refused, changed in _run_tasks(job, tasks(), workers=_workers(workers, total)):
+                for resource_type, line in written:
+                    _write(writers, work / "fhir", resource_type, line)
+                    by_type[resource_type] += 1
+                quarantine.extend(refused)
+                counts.update(changed)
+                summary.written += len(written)
+                progress.advance(len(written) + len(refused))
         finally:
             for handle in writers.values():
                 handle.close()
@@ -197,7 +216,7 @@ def deidentify(
         summary.quarantined_by_rule = dict(Counter(q["rule"] for q in quarantine))
         summary.patients_excluded = {k: len(v) for k, v in excluded_patients.items()}
         summary.by_type = dict(sorted(by_type.items()))
-        summary.elements = dict(sorted(deid.counts.items()))
+        summary.elements = dict(sorted(counts.items()))
         built = _build_lake(work, summary, quarantine, engine=engine, views=views, progress=progress)
         summary.seconds = round(time.perf_counter() - started, 3)
         summary.resources_per_s = round(summary.read / summary.seconds, 1) if summary.seconds else 0.0
@@ -379,12 +398,85 @@ def _quarantine_row(key: DeidKey, row: dict[str, Any], exc: Quarantined) -> dict
     }
 
 
-def _write(writers: dict[str, Any], folder: Path, resource_type: str, resource: dict[str, Any]) -> None:
+def _write(writers: dict[str, Any], folder: Path, resource_type: str, line: bytes) -> None:
     handle = writers.get(resource_type)
     if handle is None:
         folder.mkdir(exist_ok=True)
         handle = writers[resource_type] = (folder / f"{resource_type}.ndjson").open("wb")
-    handle.write(orjson.dumps(resource) + b"\n")
+    handle.write(line + b"\n")
+
+
+# -- the work, in this process or in worker processes ------------------------------------------------------------
+_TASK_ROWS = 2_000
+_IN_PROCESS_BELOW = 20_000  # resources: starting workers (each loads the scrubber) costs more than it saves
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything a worker needs to de-identify any patient's resources (picklable; the key stays in memory)."""
+
+    policy: Policy
+    key: DeidKey
+    places: tuple[str, ...]
+    conditional: dict[str, tuple[str, str]]
+    geography: str
+    as_of: dt.date
+
+
+_Done = tuple[list[tuple[str, bytes]], list[dict[str, Any]], Counter[str]]
+_WORKER: tuple[_Job, Deidentifier] | None = None
+
+
+def _start_worker(job: _Job) -> None:
+    global _WORKER
+    scrubber = TextScrubber(places=job.places)
+    _WORKER = (job, Deidentifier(job.policy, job.key, scrubber=scrubber, conditional=job.conditional,
+                                 geography=job.geography))  # fmt: skip
+
+
+def _work(task: list[tuple[list[dict[str, Any]], str | None, Known]]) -> _Done:
+    """De-identify a few patients' resources: NDJSON lines by type, quarantine rows, element counts."""
+    assert _WORKER is not None
+    job, deid = _WORKER
+    deid.counts = Counter()
+    written: list[tuple[str, bytes]] = []
+    refused: list[dict[str, Any]] = []
+    for rows, patient, knowledge in task:
+        subject = _subject(job.key, patient, knowledge, rows, job.policy, job.as_of)
+        for row in rows:
+            try:
+                clean = deid.resource(orjson.loads(row["resource"]), subject or _own_subject(job.key, row))
+            except Quarantined as exc:
+                refused.append(_quarantine_row(job.key, row, exc))
+                continue
+            written.append((row["resource_type"], orjson.dumps(clean)))
+    return written, refused, deid.counts
+
+
+def _workers(asked: int | None, total: int) -> int:
+    if asked is not None:
+        return max(1, asked)
+    return 1 if total < _IN_PROCESS_BELOW else min(len(os.sched_getaffinity(0)), 8)
+
+
+def _run_tasks(job: _Job, tasks: Iterator[Any], *, workers: int) -> Iterator[_Done]:
+    """Results in task order (so the output is the same however many workers), at most 2 per worker queued."""
+    if workers == 1:
+        _start_worker(job)
+        yield from map(_work, tasks)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process that has run DuckDB's threads
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(job,)) as pool:
+        pending: deque[Any] = deque()
+        for task in tasks:
+            pending.append(pool.submit(_work, task))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 # -- the output lake -----------------------------------------------------------------------------------------------

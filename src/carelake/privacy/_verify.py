@@ -65,6 +65,7 @@ _WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 _CHUNK = 1 << 20  # bytes read at a time from a file that is not Parquet
 _BATCH_ROWS = 2048  # rows read at a time from a Parquet file
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]{40,}={0,2}")
+_HEX = b"0123456789abcdef"  # a run of these alone is a hash or a pseudonym: base64 of text has capitals
 _BASE64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 _BASE64_MAX = 8 << 20  # a longer base64 run in a stream is decoded in pieces of this size
 _TEXT_BYTES = bytes([9, 10, 13, *range(32, 127), *range(128, 256)])
@@ -359,6 +360,8 @@ class _Sweep:
         for _, _, category, _ in self.matcher.find(data.lower().decode("latin-1")):
             self.hit(rel, "file metadata (column names, key-value metadata)", category)
         for run in _BASE64.finditer(data):
+            if not run.group().translate(None, _HEX):
+                continue
             for category in self.matcher.find_in_base64(run.group()):
                 self.hit(rel, "file metadata (base64-encoded text)", category)
 
@@ -387,6 +390,8 @@ class _Sweep:
             if leaf[value].is_valid:
                 self.hit(rel, where(value), category)
         for run in _BASE64.finditer(data):
+            if not run.group().translate(None, _HEX):
+                continue
             first = int(np.searchsorted(bounds, run.start(), side="right")) - 1
             last = int(np.searchsorted(bounds, run.end() - 1, side="right")) - 1
             for value in range(first, last + 1):  # a run may straddle values stored back to back
@@ -437,7 +442,11 @@ class _Sweep:
             done = max(done, limit)
 
             tail = len(buf) if eof else len(buf.rstrip(_BASE64_CHARS))  # a run at the end may go on
-            runs = [(run.start(), run.group()) for run in _BASE64.finditer(buf, max(b64_done - start_at, 0), tail)]
+            runs = [
+                (run.start(), run.group())
+                for run in _BASE64.finditer(buf, max(b64_done - start_at, 0), tail)
+                if run.group().translate(None, _HEX)
+            ]
             if len(buf) - tail >= _BASE64_MAX:  # a huge run: search what is here, go on from a multiple of 4
                 cut = tail + (len(buf) - tail) // 4 * 4
                 runs.append((tail, buf[tail:cut]))
