@@ -33,20 +33,10 @@ VIEWS = tuple(
 # Every category the views write, in the order a form shared by two categories is reported under.
 CATEGORIES = ("birth_date", "identifier", "phone", "email", "url", "name", "address")
 
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
+MONTHS = (
+    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
     "December",
-)
+)  # fmt: skip
 _FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SEPARATED_NUMBER = re.compile(r"^[0-9]+(?:[- ][0-9]+)+$")
 
@@ -138,7 +128,7 @@ def _date_forms(value: str) -> list[str]:
         date = dt.date.fromisoformat(value)
     except ValueError:
         return [value]
-    month = _MONTHS[date.month - 1]
+    month = MONTHS[date.month - 1]
     return _unique(
         [
             value,
@@ -151,10 +141,14 @@ def _date_forms(value: str) -> list[str]:
     )
 
 
-def _phone_forms(value: str) -> list[str]:
+def phone_digits(value: str) -> str:
+    """A phone number's digits without the North American country code: how it is matched in any layout."""
     digits = re.sub(r"\D", "", value)
-    if len(digits) == 11 and digits.startswith("1"):
-        digits = digits[1:]
+    return digits[1:] if len(digits) == 11 and digits.startswith("1") else digits
+
+
+def _phone_forms(value: str) -> list[str]:
+    digits = phone_digits(value)
     forms = [value]
     if len(digits) >= 7:
         forms.append(digits)

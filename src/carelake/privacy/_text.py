@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
 
+from carelake.privacy._known import MONTHS, phone_digits
+
 __all__ = ["CATEGORIES", "Known", "TextScrubber"]
 
 CATEGORIES = ("NAME", "DATE", "AGE90", "PHONE", "EMAIL", "ADDRESS", "ID", "URL", "IP")
@@ -64,10 +66,6 @@ class Known:
 
 # -- word lists --------------------------------------------------------------------------------------------------
 # fmt: off
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
-    "December",
-)
 _STATES = (
     "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA",
     "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR",
@@ -115,7 +113,7 @@ _NOT_NAMES = {
     "Father", "Sister", "Brother", "Niece", "Nephew", "Aunt", "Uncle", "Grandson", "Granddaughter", "Cousin", "Friend",
     "Caller", "Client", "Contact", "Spouse", "Partner", "Guardian", "Caregiver",
 }
-_NOT_NAMES |= set(_MONTHS) | {m[:3] for m in _MONTHS} | {"Sept"}
+_NOT_NAMES |= set(MONTHS) | {m[:3] for m in MONTHS} | {"Sept"}
 # Eponyms and organisation words: a name-like word right before one of these is not a person (Addison's disease).
 _EPONYM_NEXT = re.compile(
     r"(?:['’]s?)?[ \t]+(?:disease|syndrome|sign|palsy|test|maneuver|manoeuvre|criteria|score|scale|catheter|drain|"
@@ -192,7 +190,7 @@ def _word_lists() -> _Words:
         surnames |= names(locale, "last_names")
     surnames |= names("zh_CN", "last_romanized_names") | names("ja_JP", "last_romanized_names")
     surnames |= names("pl_PL", "male_last_names", "female_last_names")
-    excluded = _NOT_NAMES | set(_MONTHS) | set(_STATE_NAMES)
+    excluded = _NOT_NAMES | set(MONTHS) | set(_STATE_NAMES)
     return _Words(
         common=common,
         stop=frozenset(w.lower() for w in STOP_WORDS),
@@ -211,8 +209,8 @@ def _title_and_upper(words: Iterable[str]) -> str:
     return "(?:" + "|".join(re.escape(f) for f in forms) + ")"
 
 
-_MON = _title_and_upper([*_MONTHS, *(m[:3] for m in _MONTHS), "Sept"])
-_MON_ANY = "(?:" + "|".join([*_MONTHS, *(m[:3] for m in _MONTHS), "Sept"]) + ")"
+_MON = _title_and_upper([*MONTHS, *(m[:3] for m in MONTHS), "Sept"])
+_MON_ANY = "(?:" + "|".join([*MONTHS, *(m[:3] for m in MONTHS), "Sept"]) + ")"
 _NW = r"(?:Ma?c[A-Z][a-z]+|[A-Z][a-zA-Z]*(?:['’][A-Za-z]{2,}|-[A-Z][a-zA-Z]+)*)"  # a name word (O'Brien, McCarthy)
 _INITIAL = r"[A-Z]\.?"
 _NAME = rf"{_NW}(?:[ \t](?:{_INITIAL}[ \t])?{_NW}){{0,3}}"  # one space apart: wider gaps separate fields
@@ -613,7 +611,7 @@ def _date_pattern(value: str) -> list[str]:
     except ValueError:
         return [re.escape(value.strip())] if value.strip() else []
     m, d, y, yy = day.month, day.day, day.year, f"{day.year % 100:02d}"
-    name = _MONTHS[m - 1]
+    name = MONTHS[m - 1]
     sept = r"|Sept\.?" if m == 9 else ""
     month = f"(?i:{name}|{name[:3]}\\.?{sept})"
     nth = r"(?:st|nd|rd|th)?"
@@ -630,9 +628,7 @@ def _date_pattern(value: str) -> list[str]:
 
 
 def _phone_pattern(value: str) -> list[str]:
-    digits = re.sub(r"\D", "", value)
-    if len(digits) == 11 and digits.startswith("1"):
-        digits = digits[1:]
+    digits = phone_digits(value)
     if len(digits) < 7:
         return [re.escape(value.strip())] if value.strip() else []
     gap = r"[ \t().-]{0,2}"
