@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/views.py
 	$(BIN)/python bench/match.py
+	$(BIN)/python bench/deid_notes.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info carelake-lake carelake-demo bench/out

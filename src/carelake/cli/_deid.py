@@ -87,9 +87,11 @@ def run_command(
     engine: EngineOption = EngineChoice.duckdb,
     json: JsonOption = False,
 ) -> None:
-    """De-identify the whole lake into a separate lake: names, contacts, identifiers and addresses removed,
-    dates generalised or shifted, ids replaced by keyed pseudonyms, free text scrubbed, opted-out patients
-    left out. Writes a manifest with counts per category (never the key, only its fingerprint)."""
+    """De-identify the whole lake into a separate lake.
+
+    Names, contacts, identifiers and street addresses are removed, dates generalised or shifted, ids replaced by
+    keyed pseudonyms, free text scrubbed, and patients who opted out left out with all their data. The output
+    lake's manifest counts every change by category and holds the key's fingerprint, never the key."""
     from carelake.lake import open_lake
     from carelake.privacy import Policy, deidentify
 
@@ -129,8 +131,10 @@ def verify_command(
     engine: EngineOption = EngineChoice.duckdb,
     json: JsonOption = False,
 ) -> None:
-    """Sweep every value and byte of every file under OUT for every identifier SOURCE knows (names,
-    identifier values, phones, emails, street lines, birth dates). Exit 1 on any hit, naming where, never what."""
+    """Sweep every file under OUT for identifiers the SOURCE lake knows; exit 1 on any hit.
+
+    Every Parquet value and every byte of other files (JSON, reports, logs) is searched for names, identifier
+    values, phones, emails, street lines and birth dates. A hit names the file and place, never the value."""
     from carelake.lake import open_lake
     from carelake.privacy import verify
     from carelake.privacy._run import output_policy
@@ -173,8 +177,10 @@ def risk_command(
     engine: EngineOption = EngineChoice.duckdb,
     json: JsonOption = False,
 ) -> None:
-    """Re-identification risk of the lake's patients: k-anonymity and l-diversity of the quasi-identifiers,
-    with the share of records in classes smaller than k. Needs the standard views (patients, conditions)."""
+    """Re-identification risk: k-anonymity and l-diversity of the lake's patients.
+
+    Reports the share of patients in classes smaller than k on the quasi-identifiers, and the fewest distinct
+    conditions in a class. Reads the standard views (patients, conditions)."""
     from carelake.lake import open_lake
     from carelake.privacy import QUASI_IDENTIFIERS, reidentification_risk
 
