@@ -337,3 +337,15 @@ FUNCTIONS.update(
         ),
     }
 )
+
+FUNCTIONS.update(
+    {
+        # A FHIR date, dateTime or instant (text) as a UTC timestamp, a partial date at the start of its precision
+        # ('2019' -> 2019-01-01); NULL when it is not one. Ingestion keys bronze by it; cohorts compare times by it.
+        "cl_fhir_time": _portable(
+            "t",
+            "CASE length(t) WHEN 4 THEN TRY_CAST(t || '-01-01' AS TIMESTAMPTZ) "
+            "WHEN 7 THEN TRY_CAST(t || '-01' AS TIMESTAMPTZ) ELSE TRY_CAST(t AS TIMESTAMPTZ) END",
+        ),
+    }
+)

@@ -33,10 +33,7 @@ def _v(path: str) -> str:
 
 def _fhir_time(expr: str) -> str:
     """A FHIR date/dateTime/instant as UTC, at the start of a partial date's precision."""
-    return (
-        f"CASE length({expr}) WHEN 4 THEN TRY_CAST({expr} || '-01-01' AS TIMESTAMPTZ) "
-        f"WHEN 7 THEN TRY_CAST({expr} || '-01' AS TIMESTAMPTZ) ELSE TRY_CAST({expr} AS TIMESTAMPTZ) END"
-    )
+    return f"cl_fhir_time({expr})"
 
 
 def _sql_list(values: list[str]) -> str:
