@@ -99,6 +99,7 @@ def test_encounters_with_length_of_stay_and_disposition(lake: cl.Lake) -> None:
         "reason_code": "91302008",
         "reason_display": "Sepsis (disorder)",
         "admit_source_code": None,
+        "priority_code": None,
         "discharge_disposition_code": "1",
         "discharge_disposition": "Discharge to home",
         "service_provider_id": None,  # a conditional reference (Organization?identifier=…) has no key
