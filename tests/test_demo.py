@@ -43,6 +43,12 @@ def test_demo_runs_end_to_end_and_reruns_cleanly(tmp_path: Path) -> None:
     assert "De-identification" in html and "Re-identification risk" in html
     deid_lake = cl.open_lake(first.deid_lake, create=False)
     assert deid_lake.sql("SELECT count(*) FROM patients").column(0)[0].as_py() == deid["risk"]["records"]
+    # The shipped cohorts are built on the de-identified lake, their attrition in the report.
+    assert set(first.stages["cohorts"]) == {"readmission-30d", "diabetes-onset"} and "Attrition of" in html
+    assert (
+        deid_lake.sql("SELECT count(*) FROM cohort_readmission_30d").column(0)[0].as_py()
+        == (first.stages["cohorts"]["readmission-30d"]["index_events"])
+    )
 
     second = run_demo(out, patients=60, seed=3)
     assert second.stages["ingest"]["stored"] == ingest["stored"]  # replaced, not appended to

@@ -46,12 +46,14 @@ def run_demo(
     stage_progress: Progress | None = None,
 ) -> DemoSummary:
     """Run every capability on a fresh synthetic population; a second run replaces the first."""
+    from carelake.cohorts import build_cohort, shipped_tasks
     from carelake.fhir import materialize_views, standard_views
     from carelake.lake import open_lake
     from carelake.match import match_patients
     from carelake.privacy import Policy, deidentify, keygen, reidentification_risk, verify
     from carelake.quality import run_quality
     from carelake.reports import Report, lake_overview, match_overview, quality_overview, views_overview
+    from carelake.reports._cohorts import cohort_overview
     from carelake.reports._privacy import deid_overview
     from carelake.sources.fhir import ingest_fhir
     from carelake.synth import generate_fhir
@@ -95,6 +97,10 @@ def run_demo(
     risk = reidentification_risk(deid_lake_opened, k=11, as_of=as_of)
     stages["deid"] = deid.to_dict() | {"verify": swept.to_dict(), "risk": risk.to_dict()}
 
+    # Study cohorts are built where analysts work: on the de-identified lake.
+    cohorts = [build_cohort(task, lake=deid_lake_opened, as_of=as_of) for task in shipped_tasks()]
+    stages["cohorts"] = {c.name: c.to_dict() for c in cohorts}
+
     report = Report("carelake demo", subtitle=f"{patients:,} synthetic patients, seed {seed}, DuckDB")
     report.heading("Ingestion")
     report.metrics(
@@ -126,6 +132,7 @@ def run_demo(
     deid_overview(report, deid, swept, risk)
     lake_overview(deid_lake_opened, report)
     views_overview(deid_lake_opened, report, deid_view_rows)
+    cohort_overview(report, cohorts)
     report_path = report.save(root / "report" / "index.html")
     # The report is an output too: it must not carry any identifier of the source either.
     stages["deid"]["verify_report"] = verify(report_path.parent, lake, iso_dates=False).to_dict()

@@ -62,6 +62,12 @@ def demo_command(
         f"{'no identifier found' if verified else 'LEAKS FOUND'}; "
         f"{deid['risk']['share_below_k']:.1%} of patients in classes below k={deid['risk']['k']}"
     )
+    for name, cohort in summary.stages["cohorts"].items():
+        rate = "n/a" if cohort["outcome_rate"] is None else f"{cohort['outcome_rate']:.1%}"
+        say(
+            f"cohort     {name}: {cohort['index_events']:,} index events of {cohort['patients']:,} patients, "
+            f"outcome in {rate} (attrition in the report)"
+        )
     say(f"report     {summary.report}")
     # Under `make demo` the virtualenv is not on PATH: show the commands as they can be pasted.
     if shutil.which("carelake"):
