@@ -49,6 +49,8 @@ def test_demo_runs_end_to_end_and_reruns_cleanly(tmp_path: Path) -> None:
         deid_lake.sql("SELECT count(*) FROM cohort_readmission_30d").column(0)[0].as_py()
         == (first.stages["cohorts"]["readmission-30d"]["index_events"])
     )
+    readmission = first.stages["cohorts"]["readmission-30d"]["index_events"]
+    assert first.stages["features"]["readmission-30d"]["rows"] == readmission
 
     second = run_demo(out, patients=60, seed=3)
     assert second.stages["ingest"]["stored"] == ingest["stored"]  # replaced, not appended to

@@ -47,6 +47,7 @@ def run_demo(
 ) -> DemoSummary:
     """Run every capability on a fresh synthetic population; a second run replaces the first."""
     from carelake.cohorts import build_cohort, shipped_tasks
+    from carelake.features import build_features
     from carelake.fhir import materialize_views, standard_views
     from carelake.lake import open_lake
     from carelake.match import match_patients
@@ -100,6 +101,8 @@ def run_demo(
     # Study cohorts are built where analysts work: on the de-identified lake.
     cohorts = [build_cohort(task, lake=deid_lake_opened, as_of=as_of) for task in shipped_tasks()]
     stages["cohorts"] = {c.name: c.to_dict() for c in cohorts}
+    features = [build_features(c.name, lake=deid_lake_opened) for c in cohorts]
+    stages["features"] = {f.cohort: f.to_dict() for f in features}
 
     report = Report("carelake demo", subtitle=f"{patients:,} synthetic patients, seed {seed}, DuckDB")
     report.heading("Ingestion")

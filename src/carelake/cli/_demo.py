@@ -66,7 +66,7 @@ def demo_command(
         rate = "n/a" if cohort["outcome_rate"] is None else f"{cohort['outcome_rate']:.1%}"
         say(
             f"cohort     {name}: {cohort['index_events']:,} index events of {cohort['patients']:,} patients, "
-            f"outcome in {rate} (attrition in the report)"
+            f"outcome in {rate}, {len(summary.stages['features'][name]['features'])} features per index event"
         )
     say(f"report     {summary.report}")
     # Under `make demo` the virtualenv is not on PATH: show the commands as they can be pasted.

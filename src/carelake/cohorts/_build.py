@@ -1,7 +1,7 @@
 """Compile a cohort definition to SQL over the standard views, run it, and commit the cohort and its attrition.
 
-Every clinical event the standard views hold is read through one patient-event view (``cl_events``: patient,
-domain, code system, code, start and end time, value, and an encounter's disposition and priority). Each step
+Every clinical event is read through the patient-event view (``cl_events``, see :mod:`carelake.fhir._events`).
+Each step
 of the definition is a view over the previous one, so the attrition table counts exactly what the cohort
 keeps. The SQL is DuckDB's dialect, translated for Spark like every other carelake query.
 """
@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
-from carelake.cohorts._definition import SYSTEMS, Codes, CohortDefinition, EventFilter, load_definition
+from carelake.cohorts._definition import Codes, CohortDefinition, EventFilter, load_definition
 from carelake.errors import ConfigError, LakeError
+from carelake.fhir._events import EVENT_VIEWS, EVENTS_SQL
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,46 +26,6 @@ if TYPE_CHECKING:
     from carelake.lake import Lake
 
 STAGE = "cohort-build"
-VIEWS = ("patients", "encounters", "conditions", "observations", "procedures", "medication_requests", "immunizations")
-_NO_ATTRIBUTES = "CAST(NULL AS VARCHAR) AS disposition, CAST(NULL AS VARCHAR) AS priority"
-
-# One row per clinical event, from the standard views (docs/cohorts.md lists what each domain reads).
-EVENTS_SQL = f"""
-SELECT patient_id, 'encounter' AS domain, id AS event_id, class_system AS system, class_code AS code,
-       cl_fhir_time(start) AS start_time, cl_fhir_time("end") AS end_time, CAST(NULL AS DOUBLE) AS value,
-       discharge_disposition_code AS disposition, priority_code AS priority
-FROM encounters
-UNION ALL
-SELECT patient_id, 'encounter', id, '{SYSTEMS["snomed"]}', type_code, cl_fhir_time(start), cl_fhir_time("end"),
-       CAST(NULL AS DOUBLE), discharge_disposition_code, priority_code
-FROM encounters WHERE type_code IS NOT NULL
-UNION ALL
-SELECT patient_id, 'condition', id, '{SYSTEMS["snomed"]}', snomed_code,
-       cl_fhir_time(coalesce(onset, recorded_date)), cl_fhir_time(abatement), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
-FROM conditions
-WHERE snomed_code IS NOT NULL AND coalesce(verification_status, '') NOT IN ('refuted', 'entered-in-error')
-UNION ALL
-SELECT patient_id, 'condition', id, '{SYSTEMS["icd10cm"]}', icd10cm_code,
-       cl_fhir_time(coalesce(onset, recorded_date)), cl_fhir_time(abatement), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
-FROM conditions
-WHERE icd10cm_code IS NOT NULL AND coalesce(verification_status, '') NOT IN ('refuted', 'entered-in-error')
-UNION ALL
-SELECT patient_id, 'observation', id, '{SYSTEMS["loinc"]}', loinc_code, cl_fhir_time(effective),
-       CAST(NULL AS TIMESTAMPTZ), value, {_NO_ATTRIBUTES}
-FROM observations WHERE loinc_code IS NOT NULL AND coalesce(status, '') NOT IN ('entered-in-error', 'cancelled')
-UNION ALL
-SELECT patient_id, 'procedure', id, code_system, code, cl_fhir_time(performed_start), cl_fhir_time(performed_end),
-       CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
-FROM procedures WHERE coalesce(status, '') NOT IN ('entered-in-error', 'not-done')
-UNION ALL
-SELECT patient_id, 'medication', id, medication_system, medication_code, cl_fhir_time(authored_on),
-       CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
-FROM medication_requests WHERE coalesce(status, '') NOT IN ('entered-in-error', 'cancelled')
-UNION ALL
-SELECT patient_id, 'immunization', id, vaccine_system, vaccine_code, cl_fhir_time(occurrence),
-       CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
-FROM immunizations WHERE coalesce(status, '') NOT IN ('entered-in-error', 'not-done')
-"""
 
 
 @dataclass
@@ -107,7 +68,7 @@ def build_cohort(
     """
     started = time.perf_counter()
     cohort = definition if isinstance(definition, CohortDefinition) else load_definition(definition)
-    missing = [v for v in VIEWS if v not in lake.catalog.tables]
+    missing = [v for v in ("patients", *EVENT_VIEWS) if v not in lake.catalog.tables]
     if missing:
         raise LakeError(
             f"the lake lacks the standard views a cohort reads: {', '.join(missing)}",

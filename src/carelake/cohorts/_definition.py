@@ -14,19 +14,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from carelake.errors import ConfigError, InputError
+from carelake.fhir._events import SYSTEMS
 
 Domain = Literal["encounter", "condition", "observation", "procedure", "medication", "immunization"]
 DOMAINS: tuple[str, ...] = ("encounter", "condition", "observation", "procedure", "medication", "immunization")
 
-# Short names for the code systems people write value sets in.
-SYSTEMS = {
-    "snomed": "http://snomed.info/sct",
-    "icd10cm": "http://hl7.org/fhir/sid/icd-10-cm",
-    "loinc": "http://loinc.org",
-    "rxnorm": "http://www.nlm.nih.gov/research/umls/rxnorm",
-    "cvx": "http://hl7.org/fhir/sid/cvx",
-    "encounter-class": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-}
 # Code systems whose hierarchy the lake holds: ICD-10-CM's is in the codes themselves (E11 > E11.9).
 HIERARCHIES = {SYSTEMS["icd10cm"]}
 TASKS = Path(__file__).with_name("tasks")

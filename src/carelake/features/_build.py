@@ -1,0 +1,224 @@
+"""Features for every index event of a cohort, computed in the engine from events up to the index time only.
+
+A feature definition (YAML, ``default.yaml`` ships) lists look-back windows, event counts, condition flags,
+labs and vitals, and the Charlson comorbidity categories. It compiles to one SQL query: the cohort joined
+to the patient-event view on patient, restricted to events at or before the index time (never after: that
+would leak the future into the model), aggregated per index event. Demographics, length of stay and the
+cohort's outcome label come along, so the table is what a model trains on.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from contextlib import closing
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow.parquet as pq
+
+from carelake.errors import ConfigError, InputError, LakeError
+from carelake.fhir._events import EVENT_VIEWS, SYSTEMS, register_events
+
+if TYPE_CHECKING:
+    from carelake.lake import Lake
+
+STAGE = "features-build"
+DEFAULT = Path(__file__).with_name("default.yaml")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+_ICD10 = SYSTEMS["icd10cm"]
+
+
+@dataclass
+class FeatureResult:
+    """A built feature table: its name, size and the feature columns (label and keys excluded)."""
+
+    cohort: str
+    table: str
+    run_id: str
+    engine: str
+    rows: int
+    features: list[str]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_spec(spec: str | Path | dict[str, Any] | None = None) -> dict[str, Any]:
+    """A feature definition (default: carelake's), checked for the keys and names SQL will be built from."""
+    import yaml
+
+    if isinstance(spec, dict):
+        data = spec
+    else:
+        path = Path(spec) if spec is not None else DEFAULT
+        if not path.is_file():
+            raise InputError(f"no feature definition at {path}", hint="pass a YAML file like features/default.yaml")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise InputError(f"{path}{f':{mark.line + 1}' if mark else ''}: not valid YAML", hint="fix it") from None
+    known = {"windows", "counts", "flags", "measurement_window", "measurements", "charlson"}
+    if not isinstance(data, dict) or set(data) - known:
+        extra = sorted(set(data) - known) if isinstance(data, dict) else "not a mapping"
+        raise ConfigError(f"feature definition: unexpected {extra}", hint=f"allowed keys: {', '.join(sorted(known))}")
+    names = (
+        [c["name"] for c in data.get("counts", [])] + list(data.get("flags", {})) + list(data.get("measurements", {}))
+    )
+    for name in names:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"feature definition: {name!r} is not a valid feature name", hint="lower_case_words")
+    for window in data.get("windows", []):
+        if window is not None and (not isinstance(window, int) or window < 0):
+            raise ConfigError(f"feature definition: window {window!r} is not a number of days", hint="e.g. 365")
+    return data
+
+
+def feature_sql(cohort_table: str, spec: dict[str, Any]) -> str:
+    """The query that computes the features of every index event of ``cohort_table`` (DuckDB dialect)."""
+    select: list[str] = []
+    for count in spec.get("counts", []):
+        match = _match(count)
+        for window in spec.get("windows", [None]):
+            suffix = f"{window}d" if window is not None else "all"
+            within = f" AND ev.days_before <= {int(window)}" if window is not None else ""
+            select.append(f"count(DISTINCT CASE WHEN {match}{within} THEN ev.event_id END) AS {count['name']}_{suffix}")
+    for name, prefixes in spec.get("flags", {}).items():
+        select.append(f"max(CASE WHEN {_icd10(prefixes)} THEN 1 ELSE 0 END) AS {name}")
+    window = int(spec.get("measurement_window", 365))
+    for name, codes in spec.get("measurements", {}).items():
+        hit = (
+            f"ev.domain = 'observation' AND ev.code IN ({', '.join(_quote(c) for c in codes)}) "
+            f"AND ev.value IS NOT NULL AND ev.days_before <= {window}"
+        )
+        select += [
+            f"arg_max(CASE WHEN {hit} THEN ev.value END, CASE WHEN {hit} THEN ev.start_time END) AS {name}_last",
+            f"min(CASE WHEN {hit} THEN ev.value END) AS {name}_min",
+            f"max(CASE WHEN {hit} THEN ev.value END) AS {name}_max",
+            f"avg(CASE WHEN {hit} THEN ev.value END) AS {name}_mean",
+        ]
+    charlson = spec.get("charlson", [])
+    for category in charlson:
+        select.append(f"max(CASE WHEN {_icd10(category['prefixes'])} THEN 1 ELSE 0 END) AS _ch_{category['category']}")
+    aggregated = f"""
+        SELECT i.index_event_id, {", ".join(select) if select else "0 AS _none"}
+        FROM cl_feature_index i LEFT JOIN (
+            SELECT i2.index_event_id, e.*,
+                   date_diff('day', CAST(e.start_time AS DATE), CAST(i2.index_time AS DATE)) AS days_before
+            FROM cl_feature_index i2 JOIN cl_events e ON e.patient_id = i2.patient_id
+            WHERE e.start_time <= i2.index_time AND e.event_id <> i2.index_event_id) ev
+          ON ev.index_event_id = i.index_event_id
+        GROUP BY i.index_event_id"""
+    birth = "cl_fhir_time(p.birth_date)"
+    age = (
+        f"year(i.index_time) - year({birth}) - CASE WHEN month(i.index_time) * 100 + day(i.index_time) "
+        f"< month({birth}) * 100 + day({birth}) THEN 1 ELSE 0 END"
+    )
+    columns = [c for c in _columns(spec) if not c.startswith("_ch_")]
+    return f"""
+        SELECT i.index_event_id, i.patient_id, i.index_time, i.outcome,
+               {age} AS age, p.gender AS sex, coalesce(p.race, 'unknown') AS race,
+               coalesce(p.ethnicity, 'unknown') AS ethnicity, enc.length_of_stay_days AS length_of_stay_days,
+               {"".join(f"a.{c}, " for c in columns)}{_charlson_sql(charlson)} AS charlson_index
+        FROM cl_feature_index i
+        JOIN ({aggregated}) a ON a.index_event_id = i.index_event_id
+        LEFT JOIN patients p ON p.id = i.patient_id
+        LEFT JOIN encounters enc ON enc.id = i.index_event_id
+        ORDER BY i.patient_id, i.index_time, i.index_event_id"""
+
+
+def build_features(
+    cohort: str, *, lake: Lake, spec: str | Path | dict[str, Any] | None = None, engine: str = "duckdb"
+) -> FeatureResult:
+    """Write gold table ``features_<cohort>``: one row per index event of ``cohort_<cohort>``, replaced.
+
+    Examples:
+        >>> build_features("readmission-30d", lake=lake).features[:3]  # doctest: +SKIP
+        ['conditions_30d', 'conditions_180d', 'conditions_365d']
+    """
+    started = time.perf_counter()
+    definition = load_spec(spec)
+    cohort_table = "cohort_" + cohort.replace("-", "_")
+    tables = lake.catalog.tables
+    if cohort_table not in tables:
+        raise LakeError(f"no cohort {cohort!r} in the lake", hint=f"build it first: carelake cohort build {cohort}")
+    missing = [v for v in ("patients", *EVENT_VIEWS) if v not in tables]
+    if missing:
+        raise LakeError(
+            f"the lake lacks the standard views {', '.join(missing)}", hint="carelake view materialize --standard"
+        )
+    table = "features_" + cohort.replace("-", "_")
+    sql = feature_sql(cohort_table, definition)
+    with lake.transaction(STAGE, parameters={"cohort": cohort, "spec": definition, "engine": engine}) as tx:
+        with closing(lake.connect(engine)) as eng:
+            register_events(eng)
+            columns = eng.query(f"SELECT * FROM {cohort_table} LIMIT 0").schema.names
+            outcome = "outcome" if "outcome" in columns else "CAST(NULL AS BOOLEAN) AS outcome"
+            eng.create_view(
+                "cl_feature_index", f"SELECT patient_id, index_event_id, index_time, {outcome} FROM {cohort_table}"
+            )
+            files = eng.write_parquet(sql, tx.staging / "features")
+        rows = sum(pq.read_metadata(f).num_rows for f in files)
+        tx.replace(table, layer="gold", files=files, rows=rows)
+        names = pq.read_schema(files[0]).names if files else []
+        features = [n for n in names if n not in ("index_event_id", "patient_id", "index_time", "outcome")]
+        result = FeatureResult(
+            cohort=cohort,
+            table=table,
+            run_id=tx.run_id,
+            engine=engine,
+            rows=rows,
+            features=features,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        tx.summary = result.to_dict()
+    return result
+
+
+def _columns(spec: dict[str, Any]) -> list[str]:
+    names = []
+    for count in spec.get("counts", []):
+        for window in spec.get("windows", [None]):
+            names.append(f"{count['name']}_{window}d" if window is not None else f"{count['name']}_all")
+    names += list(spec.get("flags", {}))
+    for name in spec.get("measurements", {}):
+        names += [f"{name}_last", f"{name}_min", f"{name}_max", f"{name}_mean"]
+    names += [f"_ch_{c['category']}" for c in spec.get("charlson", [])]
+    return names
+
+
+def _charlson_sql(categories: list[dict[str, Any]]) -> str:
+    """Sum of category weights; within a family (diabetes, liver, cancer) only the heaviest present counts."""
+    if not categories:
+        return "0"
+    families: dict[str, list[str]] = {}
+    terms = []
+    for c in categories:
+        term = f"{int(c['weight'])} * a._ch_{c['category']}"
+        if c.get("family"):
+            families.setdefault(c["family"], []).append(term)
+        else:
+            terms.append(term)
+    terms += [f"greatest({', '.join(members)})" if len(members) > 1 else members[0] for members in families.values()]
+    return "(" + " + ".join(terms) + ")"
+
+
+def _match(count: dict[str, Any]) -> str:
+    parts = [f"ev.domain = {_quote(count['domain'])}"]
+    if count.get("system"):
+        parts.append(f"ev.system = {_quote(SYSTEMS.get(count['system'], count['system']))}")
+    if count.get("codes"):
+        parts.append(f"ev.code IN ({', '.join(_quote(c) for c in count['codes'])})")
+    return "(" + " AND ".join(parts) + ")"
+
+
+def _icd10(prefixes: list[str]) -> str:
+    likes = " OR ".join(f"ev.code LIKE {_quote(str(p) + '%')}" for p in prefixes)
+    return f"(ev.domain = 'condition' AND ev.system = '{_ICD10}' AND ({likes}))"
+
+
+def _quote(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"

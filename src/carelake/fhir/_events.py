@@ -1,0 +1,64 @@
+"""The patient-event view: every clinical event of the standard views as one row of the same shape.
+
+Cohorts, features (and, with OMOP, other sources) ask the same questions of every kind of event: whose is it,
+which code in which system, when, what value. ``cl_events`` answers them once: patient, domain, code system,
+code, start and end time, numeric value, and an encounter's discharge disposition and priority.
+"""
+
+from __future__ import annotations
+
+# Code systems by the short names people write them in (value sets, feature definitions).
+SYSTEMS = {
+    "snomed": "http://snomed.info/sct",
+    "icd10cm": "http://hl7.org/fhir/sid/icd-10-cm",
+    "loinc": "http://loinc.org",
+    "rxnorm": "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "cvx": "http://hl7.org/fhir/sid/cvx",
+    "encounter-class": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+}
+EVENT_VIEWS = ("encounters", "conditions", "observations", "procedures", "medication_requests", "immunizations")
+
+_NO_ATTRIBUTES = "CAST(NULL AS VARCHAR) AS disposition, CAST(NULL AS VARCHAR) AS priority"
+
+# One row per clinical event, from the standard views (docs/cohorts.md lists what each domain reads).
+EVENTS_SQL = f"""
+SELECT patient_id, 'encounter' AS domain, id AS event_id, class_system AS system, class_code AS code,
+       cl_fhir_time(start) AS start_time, cl_fhir_time("end") AS end_time, CAST(NULL AS DOUBLE) AS value,
+       discharge_disposition_code AS disposition, priority_code AS priority
+FROM encounters
+UNION ALL
+SELECT patient_id, 'encounter', id, '{SYSTEMS["snomed"]}', type_code, cl_fhir_time(start), cl_fhir_time("end"),
+       CAST(NULL AS DOUBLE), discharge_disposition_code, priority_code
+FROM encounters WHERE type_code IS NOT NULL
+UNION ALL
+SELECT patient_id, 'condition', id, '{SYSTEMS["snomed"]}', snomed_code,
+       cl_fhir_time(coalesce(onset, recorded_date)), cl_fhir_time(abatement), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
+FROM conditions
+WHERE snomed_code IS NOT NULL AND coalesce(verification_status, '') NOT IN ('refuted', 'entered-in-error')
+UNION ALL
+SELECT patient_id, 'condition', id, '{SYSTEMS["icd10cm"]}', icd10cm_code,
+       cl_fhir_time(coalesce(onset, recorded_date)), cl_fhir_time(abatement), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
+FROM conditions
+WHERE icd10cm_code IS NOT NULL AND coalesce(verification_status, '') NOT IN ('refuted', 'entered-in-error')
+UNION ALL
+SELECT patient_id, 'observation', id, '{SYSTEMS["loinc"]}', loinc_code, cl_fhir_time(effective),
+       CAST(NULL AS TIMESTAMPTZ), value, {_NO_ATTRIBUTES}
+FROM observations WHERE loinc_code IS NOT NULL AND coalesce(status, '') NOT IN ('entered-in-error', 'cancelled')
+UNION ALL
+SELECT patient_id, 'procedure', id, code_system, code, cl_fhir_time(performed_start), cl_fhir_time(performed_end),
+       CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
+FROM procedures WHERE coalesce(status, '') NOT IN ('entered-in-error', 'not-done')
+UNION ALL
+SELECT patient_id, 'medication', id, medication_system, medication_code, cl_fhir_time(authored_on),
+       CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
+FROM medication_requests WHERE coalesce(status, '') NOT IN ('entered-in-error', 'cancelled')
+UNION ALL
+SELECT patient_id, 'immunization', id, vaccine_system, vaccine_code, cl_fhir_time(occurrence),
+       CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
+FROM immunizations WHERE coalesce(status, '') NOT IN ('entered-in-error', 'not-done')
+"""
+
+
+def register_events(eng: object) -> None:
+    """Define ``cl_events`` on an engine whose lake has the standard views."""
+    eng.create_view("cl_events", EVENTS_SQL)  # type: ignore[attr-defined]

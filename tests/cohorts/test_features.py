@@ -1,0 +1,129 @@
+"""Features: computed in SQL, equal on both engines, checked by hand, and blind to anything after the index."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+
+import carelake as cl
+from carelake.cohorts import build_cohort
+from carelake.errors import ConfigError, LakeError
+from carelake.features import build_features, load_spec
+from carelake.fhir import materialize_views, standard_views
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, cl.Lake, str]:
+    root = tmp_path_factory.mktemp("features")
+    cl.generate_fhir(root / "fhir", patients=250, seed=8)
+    lake = cl.open_lake(root / "lake")
+    cl.ingest_fhir([root / "fhir" / "manifest.json"], lake=lake)
+    materialize_views(standard_views(), lake=lake)
+    as_of = json.loads((root / "fhir" / "manifest.json").read_text())["transactionTime"][:10]
+    build_cohort("readmission-30d", lake=lake, as_of=as_of)
+    return root, lake, as_of
+
+
+def _features(lake: cl.Lake) -> dict[str, dict[str, object]]:
+    rows = lake.sql("SELECT * FROM features_readmission_30d").to_pylist()
+    return {r["index_event_id"]: {k: v for k, v in r.items() if k != "outcome"} for r in rows}
+
+
+def test_one_row_per_index_event_with_the_default_features(built: tuple[Path, cl.Lake, str]) -> None:
+    _, lake, _ = built
+    result = build_features("readmission-30d", lake=lake)
+    cohort = lake.sql("SELECT count(*) AS n FROM cohort_readmission_30d").column("n")[0].as_py()
+    assert result.rows == cohort > 20 and len(result.features) > 90
+    for name in ("age", "sex", "inpatient_admissions_365d", "ed_visits_180d", "hba1c_last", "charlson_index",
+                 "length_of_stay_days", "heart_failure", "conditions_all"):  # fmt: skip
+        assert name in result.features
+    label = lake.sql("SELECT count(*) AS n FROM features_readmission_30d WHERE outcome IS NULL").column("n")[0]
+    assert label.as_py() == 0
+
+
+def test_features_match_a_hand_count_from_the_events(built: tuple[Path, cl.Lake, str]) -> None:
+    _, lake, _ = built
+    build_features("readmission-30d", lake=lake)
+    features = _features(lake)
+    row = max(features.values(), key=lambda r: (r["inpatient_admissions_all"], r["index_event_id"]))
+    index = row["index_time"]
+    encounters = lake.sql(f"""
+        SELECT id, class_code, start FROM encounters WHERE patient_id = '{row["patient_id"]}'""").to_pylist()
+    prior = [e for e in encounters if e["class_code"] == "IMP" and e["id"] != row["index_event_id"]
+             and dt.datetime.fromisoformat(e["start"]) <= index]  # fmt: skip
+    assert row["inpatient_admissions_all"] == len(prior) > 0
+    recent = [e for e in prior if (index.date() - dt.datetime.fromisoformat(e["start"]).date()).days <= 365]
+    assert row["inpatient_admissions_365d"] == len(recent)
+    labs = lake.sql(f"""
+        SELECT value, effective FROM observations
+        WHERE patient_id = '{row["patient_id"]}' AND loinc_code = '8480-6' AND value IS NOT NULL""").to_pylist()
+    before = sorted((dt.datetime.fromisoformat(o["effective"]), o["value"]) for o in labs
+                    if dt.datetime.fromisoformat(o["effective"]) <= index
+                    and (index.date() - dt.datetime.fromisoformat(o["effective"]).date()).days <= 365)  # fmt: skip
+    if before:
+        assert row["systolic_bp_last"] == before[-1][1] and row["systolic_bp_max"] == max(v for _, v in before)
+
+
+def test_events_after_the_index_change_no_feature(built: tuple[Path, cl.Lake, str], tmp_path: Path) -> None:
+    _, lake, as_of = built
+    build_features("readmission-30d", lake=lake)
+    before = _features(lake)
+    # Plant, after each patient's last index event, a diagnosis, a lab and a prescription, 1 hour and 20 days on.
+    cohort = lake.sql("""
+        SELECT patient_id, max(index_time) AS index_time FROM cohort_readmission_30d GROUP BY 1""").to_pylist()
+    planted = []
+    for i, row in enumerate(cohort):
+        for hours in (1, 24 * 20):
+            when = (row["index_time"] + dt.timedelta(hours=hours)).isoformat()
+            subject = {"reference": f"Patient/{row['patient_id']}"}
+            planted += [
+                {"resourceType": "Condition", "id": f"future-c-{i}-{hours}", "subject": subject, "onsetDateTime": when,
+                 "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I50.9"}]}},
+                {"resourceType": "Observation", "id": f"future-o-{i}-{hours}", "status": "final", "subject": subject,
+                 "effectiveDateTime": when, "valueQuantity": {"value": 999.0, "unit": "mm[Hg]"},
+                 "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]}},
+                {"resourceType": "MedicationRequest", "id": f"future-m-{i}-{hours}", "status": "active",
+                 "intent": "order", "subject": subject, "authoredOn": when,
+                 "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                           "code": "860975"}]}},
+            ]  # fmt: skip
+    (tmp_path / "future.ndjson").write_bytes(b"\n".join(orjson.dumps(r) for r in planted) + b"\n")
+    cl.ingest_fhir([tmp_path / "future.ndjson"], lake=lake)
+    materialize_views(standard_views(), lake=lake)
+    build_cohort("readmission-30d", lake=lake, as_of=as_of)
+    build_features("readmission-30d", lake=lake)
+    after = _features(lake)
+    assert after.keys() == before.keys()
+    changed = [k for k in before if before[k] != after[k]]
+    assert not changed, f"{len(changed)} index events changed features after future events were added"
+
+
+def test_bad_definitions_and_missing_cohorts_are_named(built: tuple[Path, cl.Lake, str]) -> None:
+    _, lake, _ = built
+    with pytest.raises(ConfigError, match="unexpected"):
+        load_spec({"windows": [30], "colour": "red"})
+    with pytest.raises(ConfigError, match="not a valid feature name"):
+        load_spec({"flags": {"Bad Name": ["E11"]}})
+    with pytest.raises(LakeError, match="carelake cohort build diabetes-onset"):
+        build_features("diabetes-onset", lake=lake)
+
+
+@pytest.mark.spark
+def test_spark_computes_the_same_features(built: tuple[Path, cl.Lake, str]) -> None:
+    _, lake, _ = built
+    build_features("readmission-30d", lake=lake)
+    duck = _features(lake)
+    build_features("readmission-30d", lake=lake, engine="spark")
+    spark = _features(lake)
+    assert spark.keys() == duck.keys()
+    for key, row in duck.items():
+        for name, value in row.items():
+            other = spark[key][name]
+            if isinstance(value, float) and isinstance(other, float):
+                assert other == pytest.approx(value, rel=1e-9), name
+            else:
+                assert other == value, name
