@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -16,14 +17,9 @@ from carelake.fhir import materialize_views, standard_views
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, cl.Lake, str]:
-    root = tmp_path_factory.mktemp("cohorts")
-    cl.generate_fhir(root / "fhir", patients=400, seed=21)
-    lake = cl.open_lake(root / "lake")
-    cl.ingest_fhir([root / "fhir" / "manifest.json"], lake=lake)
-    materialize_views(standard_views(), lake=lake)
-    as_of = json.loads((root / "fhir" / "manifest.json").read_text())["transactionTime"][:10]
-    return root, lake, as_of
+def synthetic(viewed_lake: Callable[[int, int], tuple[Path, cl.Lake, str]]) -> tuple[Path, cl.Lake, str]:
+    root, built_lake, as_of = viewed_lake(400, 21)
+    return root, built_lake, as_of
 
 
 def test_readmission_cohort_is_exactly_the_generators_eligible_discharges(synthetic: tuple[Path, cl.Lake, str]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -17,15 +17,10 @@ from carelake.fhir import materialize_views, standard_views
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, cl.Lake, str]:
-    root = tmp_path_factory.mktemp("features")
-    cl.generate_fhir(root / "fhir", patients=250, seed=8)
-    lake = cl.open_lake(root / "lake")
-    cl.ingest_fhir([root / "fhir" / "manifest.json"], lake=lake)
-    materialize_views(standard_views(), lake=lake)
-    as_of = json.loads((root / "fhir" / "manifest.json").read_text())["transactionTime"][:10]
-    build_cohort("readmission-30d", lake=lake, as_of=as_of)
-    return root, lake, as_of
+def built(viewed_lake: Callable[[int, int], tuple[Path, cl.Lake, str]]) -> tuple[Path, cl.Lake, str]:
+    root, built_lake, as_of = viewed_lake(250, 8)
+    build_cohort("readmission-30d", lake=built_lake, as_of=as_of)
+    return root, built_lake, as_of
 
 
 def _features(lake: cl.Lake) -> dict[str, dict[str, object]]:
