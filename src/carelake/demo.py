@@ -47,14 +47,16 @@ def run_demo(
 ) -> DemoSummary:
     """Run every capability on a fresh synthetic population; a second run replaces the first."""
     from carelake.cohorts import build_cohort, shipped_tasks
+    from carelake.errors import LakeError
     from carelake.features import build_features
     from carelake.fhir import materialize_views, standard_views
     from carelake.lake import open_lake
     from carelake.match import match_patients
+    from carelake.models import train_model
     from carelake.privacy import Policy, deidentify, keygen, reidentification_risk, verify
     from carelake.quality import run_quality
     from carelake.reports import Report, lake_overview, match_overview, quality_overview, views_overview
-    from carelake.reports._cohorts import cohort_overview
+    from carelake.reports._cohorts import cohort_overview, model_overview
     from carelake.reports._privacy import deid_overview
     from carelake.sources.fhir import ingest_fhir
     from carelake.synth import generate_fhir
@@ -103,6 +105,11 @@ def run_demo(
     stages["cohorts"] = {c.name: c.to_dict() for c in cohorts}
     features = [build_features(c.name, lake=deid_lake_opened) for c in cohorts]
     stages["features"] = {f.cohort: f.to_dict() for f in features}
+    try:
+        model = train_model("readmission-30d", lake=deid_lake_opened)
+        stages["model"] = model.to_dict()
+    except LakeError as exc:  # a small demo population may hold too few readmissions to train on
+        model, stages["model"] = None, {"skipped": exc.message}
 
     report = Report("carelake demo", subtitle=f"{patients:,} synthetic patients, seed {seed}, DuckDB")
     report.heading("Ingestion")
@@ -136,6 +143,8 @@ def run_demo(
     lake_overview(deid_lake_opened, report)
     views_overview(deid_lake_opened, report, deid_view_rows)
     cohort_overview(report, cohorts)
+    if model is not None:
+        model_overview(report, model)
     report_path = report.save(root / "report" / "index.html")
     # The report is an output too: it must not carry any identifier of the source either.
     stages["deid"]["verify_report"] = verify(report_path.parent, lake, iso_dates=False).to_dict()

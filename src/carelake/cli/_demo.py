@@ -68,6 +68,12 @@ def demo_command(
             f"cohort     {name}: {cohort['index_events']:,} index events of {cohort['patients']:,} patients, "
             f"outcome in {rate}, {len(summary.stages['features'][name]['features'])} features per index event"
         )
+    model = summary.stages["model"]
+    if "metrics" in model:
+        say(
+            f"model      readmission-30d LightGBM: held-out AUROC {model['metrics']['auroc']:.3f} "
+            f"({model['baseline']['name']} {model['baseline'].get('auroc', float('nan')):.3f})"
+        )
     say(f"report     {summary.report}")
     # Under `make demo` the virtualenv is not on PATH: show the commands as they can be pasted.
     if shutil.which("carelake"):

@@ -122,6 +122,8 @@ def feature_sql(cohort_table: str, spec: dict[str, Any]) -> str:
         SELECT i.index_event_id, i.patient_id, i.index_time, i.outcome,
                {age} AS age, p.gender AS sex, coalesce(p.race, 'unknown') AS race,
                coalesce(p.ethnicity, 'unknown') AS ethnicity, enc.length_of_stay_days AS length_of_stay_days,
+               CASE WHEN enc.id IS NULL THEN NULL WHEN enc.admit_source_code = 'emd' OR enc.priority_code = 'EM'
+                    THEN 1 ELSE 0 END AS emergency_admission,
                {"".join(f"a.{c}, " for c in columns)}{_charlson_sql(charlson)} AS charlson_index
         FROM cl_feature_index i
         JOIN ({aggregated}) a ON a.index_event_id = i.index_event_id
