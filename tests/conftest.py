@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -46,3 +49,21 @@ def snapshot(lake_path: Path, *, engine: str = "duckdb") -> dict[str, pa.Table]:
         sortable = [(c, "ascending") for c in keep if not pa.types.is_nested(table.schema.field(c).type)]
         tables[name] = table.sort_by(sortable) if table.num_rows else table
     return tables
+
+
+@pytest.fixture(scope="module")
+def viewed_lake(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int], tuple[Path, Any, str]]:
+    """``make(patients, seed)`` -> (root, lake, as_of): generated, ingested, standard views materialised."""
+    import carelake as cl
+    from carelake.fhir import materialize_views, standard_views
+
+    def make(patients: int, seed: int) -> tuple[Path, Any, str]:
+        root = tmp_path_factory.mktemp("lake")
+        cl.generate_fhir(root / "fhir", patients=patients, seed=seed)
+        lake = cl.open_lake(root / "lake")
+        cl.ingest_fhir([root / "fhir" / "manifest.json"], lake=lake)
+        materialize_views(standard_views(), lake=lake)
+        as_of = json.loads((root / "fhir" / "manifest.json").read_text())["transactionTime"][:10]
+        return root, lake, as_of
+
+    return make
