@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from carelake.errors import ConfigError, LakeError
 
@@ -104,8 +106,6 @@ def train_model(
         card = config | {"data_hash": data_hash, "config_hash": config_hash, "metrics": metrics, "baseline": baseline}
         (staged / "model.json").write_text(json.dumps(card, indent=1, default=str) + "\n", encoding="utf-8")
         predictions = _predictions(table, test, p, kind, run_id=tx.run_id)
-        import pyarrow.parquet as pq
-
         file = tx.stage_dir("predictions") / "part-0.parquet"
         pq.write_table(predictions, file)
         tx.replace(f"predictions_{task.replace('-', '_')}", layer="gold", files=[file], rows=predictions.num_rows)
@@ -126,8 +126,7 @@ def train_model(
         )
         result.seconds = round(time.perf_counter() - started, 3)
         tx.summary = result.to_dict()
-        import shutil
-
+        # The model folder is named by its config hash: a re-run with the same config replaces it.
         shutil.rmtree(model_dir, ignore_errors=True)
         model_dir.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(staged, model_dir)
