@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from carelake.cohorts._definition import Codes, CohortDefinition, EventFilter, load_definition
 from carelake.errors import ConfigError, LakeError
-from carelake.fhir._events import EVENT_VIEWS, EVENTS_SQL
+from carelake.fhir._events import EVENT_VIEWS, EVENTS_SQL, age_sql, sql_literal
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -187,7 +187,7 @@ def _criterion_sql(cohort: CohortDefinition, criterion: Any, previous: str) -> s
             bounds.append(f"age <= {int(criterion.age['max'])}")
         return f"""
             SELECT patient_id, event_id, index_time FROM (
-                SELECT s.*, {_age_sql("cl_fhir_time(p.birth_date)", "s.index_time")} AS age
+                SELECT s.*, {age_sql("cl_fhir_time(p.birth_date)", "s.index_time")} AS age
                 FROM {previous} s JOIN patients p ON p.id = s.patient_id) aged
             WHERE {" AND ".join(bounds)}"""
     if criterion.index_event is not None:
@@ -219,20 +219,20 @@ def _event_where(alias: str, domain: str, codes: list[Codes] | None, f: Any) -> 
     if codes is not None:
         alternatives = []
         for c in codes:
-            literal = ", ".join(_quote(code) for code in c.codes)
+            literal = ", ".join(sql_literal(code) for code in c.codes)
             test = f"{alias}.code IN ({literal})"
             if c.descendants:  # ICD-10-CM: E11 holds E11.9 and E11.65
                 test = "(" + " OR ".join(
-                    [test, *(f"{alias}.code LIKE {_quote(code.rstrip('.') + '.%')}" for code in c.codes)]
+                    [test, *(f"{alias}.code LIKE {sql_literal(code.rstrip('.') + '.%')}" for code in c.codes)]
                 ) + ")"  # fmt: skip
-            alternatives.append(f"({alias}.system = {_quote(c.system)} AND {test})")
+            alternatives.append(f"({alias}.system = {sql_literal(c.system)} AND {test})")
         parts.append("(" + " OR ".join(alternatives) + ")")
     attributes = (("disposition", f.disposition, f.not_disposition), ("priority", f.priority, f.not_priority))
     for column, kept, dropped in attributes:
         if kept:
-            parts.append(f"{alias}.{column} IN ({', '.join(_quote(v) for v in kept)})")
+            parts.append(f"{alias}.{column} IN ({', '.join(sql_literal(v) for v in kept)})")
         if dropped:
-            parts.append(f"coalesce({alias}.{column}, '') NOT IN ({', '.join(_quote(v) for v in dropped)})")
+            parts.append(f"coalesce({alias}.{column}, '') NOT IN ({', '.join(sql_literal(v) for v in dropped)})")
     if getattr(f, "min_value", None) is not None:
         parts.append(f"{alias}.value >= {float(f.min_value)}")
     if getattr(f, "max_value", None) is not None:
@@ -274,15 +274,3 @@ def _as_of(eng: Any, as_of: str | None) -> str:
 
 def _days(n: int) -> str:
     return f"INTERVAL {int(n)} DAY"
-
-
-def _age_sql(birth: str, at: str) -> str:
-    """Completed years between two timestamps (a partial birth date counts from its first day)."""
-    return (
-        f"(year({at}) - year({birth}) - CASE WHEN month({at}) * 100 + day({at}) "
-        f"< month({birth}) * 100 + day({birth}) THEN 1 ELSE 0 END)"
-    )
-
-
-def _quote(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"

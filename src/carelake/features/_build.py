@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 
 from carelake.errors import ConfigError, InputError, LakeError
-from carelake.fhir._events import EVENT_VIEWS, SYSTEMS, register_events
+from carelake.fhir._events import EVENT_VIEWS, SYSTEMS, age_sql, register_events, sql_literal
 
 if TYPE_CHECKING:
     from carelake.lake import Lake
@@ -91,7 +91,7 @@ def feature_sql(cohort_table: str, spec: dict[str, Any]) -> str:
     window = int(spec.get("measurement_window", 365))
     for name, codes in spec.get("measurements", {}).items():
         hit = (
-            f"ev.domain = 'observation' AND ev.code IN ({', '.join(_quote(c) for c in codes)}) "
+            f"ev.domain = 'observation' AND ev.code IN ({', '.join(sql_literal(c) for c in codes)}) "
             f"AND ev.value IS NOT NULL AND ev.days_before <= {window}"
         )
         select += [
@@ -112,11 +112,7 @@ def feature_sql(cohort_table: str, spec: dict[str, Any]) -> str:
             WHERE e.start_time <= i2.index_time AND e.event_id <> i2.index_event_id) ev
           ON ev.index_event_id = i.index_event_id
         GROUP BY i.index_event_id"""
-    birth = "cl_fhir_time(p.birth_date)"
-    age = (
-        f"year(i.index_time) - year({birth}) - CASE WHEN month(i.index_time) * 100 + day(i.index_time) "
-        f"< month({birth}) * 100 + day({birth}) THEN 1 ELSE 0 END"
-    )
+    age = age_sql("cl_fhir_time(p.birth_date)", "i.index_time")
     columns = [c for c in _columns(spec) if not c.startswith("_ch_")]
     return f"""
         SELECT i.index_event_id, i.patient_id, i.index_time, i.outcome,
@@ -209,18 +205,14 @@ def _charlson_sql(categories: list[dict[str, Any]]) -> str:
 
 
 def _match(count: dict[str, Any]) -> str:
-    parts = [f"ev.domain = {_quote(count['domain'])}"]
+    parts = [f"ev.domain = {sql_literal(count['domain'])}"]
     if count.get("system"):
-        parts.append(f"ev.system = {_quote(SYSTEMS.get(count['system'], count['system']))}")
+        parts.append(f"ev.system = {sql_literal(SYSTEMS.get(count['system'], count['system']))}")
     if count.get("codes"):
-        parts.append(f"ev.code IN ({', '.join(_quote(c) for c in count['codes'])})")
+        parts.append(f"ev.code IN ({', '.join(sql_literal(c) for c in count['codes'])})")
     return "(" + " AND ".join(parts) + ")"
 
 
 def _icd10(prefixes: list[str]) -> str:
-    likes = " OR ".join(f"ev.code LIKE {_quote(str(p) + '%')}" for p in prefixes)
+    likes = " OR ".join(f"ev.code LIKE {sql_literal(str(p) + '%')}" for p in prefixes)
     return f"(ev.domain = 'condition' AND ev.system = '{_ICD10}' AND ({likes}))"
-
-
-def _quote(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"

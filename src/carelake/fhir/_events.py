@@ -59,6 +59,19 @@ FROM immunizations WHERE coalesce(status, '') NOT IN ('entered-in-error', 'not-d
 """
 
 
+def age_sql(birth: str, at: str) -> str:
+    """Completed years between two timestamps (a partial birth date counts from its first day)."""
+    return (
+        f"(year({at}) - year({birth}) - CASE WHEN month({at}) * 100 + day({at}) "
+        f"< month({birth}) * 100 + day({birth}) THEN 1 ELSE 0 END)"
+    )
+
+
+def sql_literal(value: object) -> str:
+    """A value as a quoted SQL string literal (codes and names from definitions people write)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def register_events(eng: object) -> None:
     """Define ``cl_events`` on an engine whose lake has the standard views."""
     eng.create_view("cl_events", EVENTS_SQL)  # type: ignore[attr-defined]
