@@ -25,11 +25,15 @@ def synthetic(viewed_lake: Callable[[int, int], tuple[Path, cl.Lake, str]]) -> t
 def test_readmission_cohort_is_exactly_the_generators_eligible_discharges(synthetic: tuple[Path, cl.Lake, str]) -> None:
     root, lake, as_of = synthetic
     result = build_cohort("readmission-30d", lake=lake, as_of=as_of)
-    cohort = {r["index_event_id"]: r for r in lake.sql("SELECT * FROM cohort_readmission_30d").to_pylist()}
+    rows = lake.sql("SELECT * FROM cohort_readmission_30d").to_pylist()
+    cohort = {r["index_event_id"]: r for r in rows if r["outcome"] is not None}
     truth = pq.read_table(root / "fhir" / "ground_truth" / "readmissions.parquet").to_pylist()
     # The generator labels every discharge; adults it calls eligible are the cohort (it has no age limit).
     eligible = {t["encounter_id"]: t for t in truth if t["eligible"] and t["age"] >= 18}
     assert len(eligible) > 100 and set(cohort) == set(eligible)
+    # The unlabelled rest are the adult discharges still inside their 30 days: the patients at risk now.
+    still_open = {t["encounter_id"] for t in truth if t["exclusion"] == "follow-up-incomplete" and t["age"] >= 18}
+    assert {r["index_event_id"] for r in rows if r["outcome"] is None} == still_open and result.open_events > 0
     assert all(cohort[e]["outcome"] == bool(t["outcome"]) for e, t in eligible.items())
     assert result.outcomes == sum(t["outcome"] for t in eligible.values()) > 10
     # Each criterion can only remove index events, and the steps name what the YAML says.
@@ -48,7 +52,8 @@ def test_readmission_cohort_is_exactly_the_generators_eligible_discharges(synthe
 def test_diabetes_cohort_agrees_with_the_generators_truth(synthetic: tuple[Path, cl.Lake, str]) -> None:
     root, lake, as_of = synthetic
     build_cohort("diabetes-onset", lake=lake, as_of=as_of)
-    cohort = {r["index_event_id"]: r for r in lake.sql("SELECT * FROM cohort_diabetes_onset").to_pylist()}
+    labelled = "SELECT * FROM cohort_diabetes_onset WHERE outcome IS NOT NULL"
+    cohort = {r["index_event_id"]: r for r in lake.sql(labelled).to_pylist()}
     truth = {
         t["encounter_id"]: t
         for t in pq.read_table(root / "fhir" / "ground_truth" / "diabetes.parquet").to_pylist()
@@ -105,8 +110,10 @@ def test_cli_builds_and_reruns_replace(synthetic: tuple[Path, cl.Lake, str], cap
         captured = capsys.readouterr()
         summary = json.loads(captured.out)
         assert summary["table"] == "cohort_readmission_30d" and "attrition of readmission-30d" in captured.err
-    rows = lake.sql("SELECT count(*) AS n FROM cohort_readmission_30d").column("n")[0].as_py()
-    assert rows == summary["index_events"]  # replaced, not appended
+    counts = lake.sql("SELECT count(outcome) AS labelled, count(*) - count(outcome) AS open FROM cohort_readmission_30d")
+    # Replaced, not appended; discharges still inside their 30 days stay in the cohort, unlabelled, for scoring.
+    assert counts.to_pylist() == [{"labelled": summary["index_events"], "open": summary["open_events"]}]
+    assert summary["open_events"] > 0
 
 
 @pytest.mark.slow

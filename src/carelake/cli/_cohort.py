@@ -46,7 +46,8 @@ def build_command(
         table.add_row(str(row["step"]), row["criterion"], f"{row['index_events']:,}", f"{row['patients']:,}")
     err.print(table)
     rate = f", outcome in {result.outcome_rate:.1%}" if result.outcome_rate is not None else ""
-    say(f"{result.table}: {result.index_events:,} index events of {result.patients:,} patients{rate} "
+    still = f"; {result.open_events:,} still at risk (unlabelled)" if result.open_events else ""
+    say(f"{result.table}: {result.index_events:,} index events of {result.patients:,} patients{rate}{still} "
         f"({result.engine}, {result.seconds:.1f} s)")  # fmt: skip
 
 

@@ -30,7 +30,11 @@ STAGE = "cohort-build"
 
 @dataclass
 class CohortResult:
-    """A built cohort: where it went, its size, outcome rate and attrition."""
+    """A built cohort: where it went, its size, outcome rate and attrition.
+
+    ``index_events`` have their whole time at risk inside the data and a label; ``open_events`` are still at
+    risk on the as-of date (no label yet: the rows a model scores).
+    """
 
     name: str
     table: str
@@ -39,6 +43,7 @@ class CohortResult:
     index_events: int
     patients: int
     outcomes: int | None
+    open_events: int = 0
     attrition: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -99,9 +104,9 @@ def build_cohort(
             attrition=attrition,
         )
         if cohort.outcome is not None:
-            result.outcomes = sum(
-                pq.read_table(f, columns=["outcome"]).column("outcome").to_pylist().count(True) for f in files
-            )
+            labels = [v for f in files for v in pq.read_table(f, columns=["outcome"]).column("outcome").to_pylist()]
+            result.outcomes = labels.count(True)
+            result.open_events = labels.count(None)
         result.seconds = round(time.perf_counter() - started, 3)
         tx.summary = result.to_dict()
     return result
@@ -145,14 +150,15 @@ def compile_cohort(cohort: CohortDefinition, *, as_of: str = "9999-12-31") -> Co
         views.append((f"{prefix}_{i}", _criterion_sql(cohort, criterion, previous)))
         labels.append(criterion.name)
     last = views[-1][0]
+    complete = "TRUE"
     if cohort.outcome is not None:
         # Only index events whose whole time at risk lies inside the data can say whether the outcome happened.
+        # The others stay in the cohort with no label: they are the patients at risk now, whom a model scores.
         end = cohort.outcome.window[1]
         if end is not None:
-            cutoff = f"{_day_shift('s.index_time', end)} <= CAST('{as_of}' AS DATE)"
-            views.append((f"{prefix}_{len(views)}", f"SELECT s.* FROM {last} s WHERE {cutoff}"))
+            complete = f"{_day_shift('s.index_time', end)} <= CAST('{as_of}' AS DATE)"
+            views.append((f"{prefix}_{len(views)}", f"SELECT s.* FROM {last} s WHERE {complete}"))
             labels.append(f"full time at risk ({end} days) inside the data")
-            last = views[-1][0]
     attrition = "\nUNION ALL\n".join(
         f"SELECT {i} AS step, '{label.replace(chr(39), chr(39) * 2)}' AS criterion, count(*) AS index_events, "
         f"count(DISTINCT patient_id) AS patients FROM {name}"
@@ -170,10 +176,12 @@ def compile_cohort(cohort: CohortDefinition, *, as_of: str = "9999-12-31") -> Co
         )
         final = f"""
             SELECT s.patient_id, s.event_id AS index_event_id, s.index_time,
-                   o.outcome_time IS NOT NULL AS outcome, o.outcome_time
+                   CASE WHEN {complete} THEN o.outcome_time IS NOT NULL END AS outcome,
+                   CASE WHEN {complete} THEN o.outcome_time END AS outcome_time
             FROM {last} s LEFT JOIN (
                 SELECT event_id, min(start_time) AS outcome_time FROM ({matches}) m GROUP BY event_id) o
-              ON o.event_id = s.event_id"""
+              ON o.event_id = s.event_id
+            WHERE CAST(s.index_time AS DATE) <= CAST('{as_of}' AS DATE)"""
     cohort_sql = f"SELECT * FROM ({final}) c ORDER BY patient_id, index_time"
     return CompiledCohort(views=views, cohort=cohort_sql, attrition=attrition)
 
