@@ -2,7 +2,8 @@
 
 Each capability adds its stage here, so ``make demo`` always shows everything carelake can do. Stages that
 need identities (ingestion, quality, matching) run on the identified lake; everything analysts see after
-de-identification (views, risk, and later models) runs on the de-identified lake, as a real deployment would.
+de-identification (views, risk, cohorts, features, models and worklists) runs on the de-identified lake, as a
+real deployment would.
 """
 
 from __future__ import annotations
@@ -52,11 +53,12 @@ def run_demo(
     from carelake.fhir import materialize_views, standard_views
     from carelake.lake import open_lake
     from carelake.match import match_patients
-    from carelake.models import train_model
+    from carelake.models import evaluate_model, score_model, train_model
     from carelake.privacy import Policy, deidentify, keygen, reidentification_risk, verify
     from carelake.quality import run_quality
     from carelake.reports import Report, lake_overview, match_overview, quality_overview, views_overview
-    from carelake.reports._cohorts import cohort_overview, model_overview
+    from carelake.reports._cohorts import cohort_overview
+    from carelake.reports._model_card import model_overview, worklist_overview
     from carelake.reports._privacy import deid_overview
     from carelake.sources.fhir import ingest_fhir
     from carelake.synth import generate_fhir
@@ -105,11 +107,21 @@ def run_demo(
     stages["cohorts"] = {c.name: c.to_dict() for c in cohorts}
     features = [build_features(c.name, lake=deid_lake_opened) for c in cohorts]
     stages["features"] = {f.cohort: f.to_dict() for f in features}
-    try:
-        model = train_model("readmission-30d", lake=deid_lake_opened)
-        stages["model"] = model.to_dict()
-    except LakeError as exc:  # a small demo population may hold too few readmissions to train on
-        model, stages["model"] = None, {"skipped": exc.message}
+    # Each task's model is trained, re-evaluated against the generator's truth (its ids pseudonymised with the
+    # same key) and used to score the patients at risk now into a worklist.
+    models, worklists = [], []
+    stages["models"] = {}
+    for cohort in cohorts:
+        try:
+            train_model(cohort.name, lake=deid_lake_opened)
+            model = evaluate_model(cohort.name, lake=deid_lake_opened, truth=data / "ground_truth", key_file=key)
+            worklist = score_model(cohort.name, lake=deid_lake_opened)
+        except LakeError as exc:  # a small demo population may hold too few outcomes to train on
+            stages["models"][cohort.name] = {"skipped": exc.message}
+            continue
+        models.append(model)
+        worklists.append(worklist)
+        stages["models"][cohort.name] = model.to_dict() | {"worklist": worklist.to_dict()}
 
     report = Report("carelake demo", subtitle=f"{patients:,} synthetic patients, seed {seed}, DuckDB")
     report.heading("Ingestion")
@@ -143,8 +155,10 @@ def run_demo(
     lake_overview(deid_lake_opened, report)
     views_overview(deid_lake_opened, report, deid_view_rows)
     cohort_overview(report, cohorts)
-    if model is not None:
+    for model in models:
         model_overview(report, model)
+    for worklist in worklists:
+        worklist_overview(report, worklist)
     report_path = report.save(root / "report" / "index.html")
     # The report is an output too: it must not carry any identifier of the source either.
     stages["deid"]["verify_report"] = verify(report_path.parent, lake, iso_dates=False).to_dict()

@@ -110,7 +110,9 @@ def test_cli_builds_and_reruns_replace(synthetic: tuple[Path, cl.Lake, str], cap
         captured = capsys.readouterr()
         summary = json.loads(captured.out)
         assert summary["table"] == "cohort_readmission_30d" and "attrition of readmission-30d" in captured.err
-    counts = lake.sql("SELECT count(outcome) AS labelled, count(*) - count(outcome) AS open FROM cohort_readmission_30d")
+    counts = lake.sql(
+        "SELECT count(outcome) AS labelled, count(*) - count(outcome) AS open FROM cohort_readmission_30d"
+    )
     # Replaced, not appended; discharges still inside their 30 days stay in the cohort, unlabelled, for scoring.
     assert counts.to_pylist() == [{"labelled": summary["index_events"], "open": summary["open_events"]}]
     assert summary["open_events"] > 0

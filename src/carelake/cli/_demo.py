@@ -68,11 +68,17 @@ def demo_command(
             f"cohort     {name}: {cohort['index_events']:,} index events of {cohort['patients']:,} patients, "
             f"outcome in {rate}, {len(summary.stages['features'][name]['features'])} features per index event"
         )
-    model = summary.stages["model"]
-    if "metrics" in model:
+    for task, model in summary.stages["models"].items():
+        if "metrics" not in model:
+            say(f"model      {task}: skipped ({model['skipped']})")
+            continue
+        oracle = model["evaluation"].get("oracle") or {}
         say(
-            f"model      readmission-30d LightGBM: held-out AUROC {model['metrics']['auroc']:.3f} "
-            f"({model['baseline']['name']} {model['baseline'].get('auroc', float('nan')):.3f})"
+            f"model      {task} LightGBM: held-out AUROC {model['metrics']['auroc']:.3f} "
+            f"({model['baseline']['name']} {model['baseline'].get('auroc', float('nan')):.3f}, true probabilities "
+            f"{oracle.get('oracle_auroc', float('nan')):.3f}), calibration slope "
+            f"{model['metrics']['calibration_slope']:.2f}; worklist of {model['worklist']['patients']:,} patients "
+            f"at risk now"
         )
     say(f"report     {summary.report}")
     # Under `make demo` the virtualenv is not on PATH: show the commands as they can be pasted.

@@ -61,7 +61,7 @@ def load_spec(spec: str | Path | dict[str, Any] | None = None) -> dict[str, Any]
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             raise InputError(f"{path}{f':{mark.line + 1}' if mark else ''}: not valid YAML", hint="fix it") from None
-    known = {"windows", "counts", "flags", "measurement_window", "measurements", "charlson"}
+    known = {"windows", "counts", "flags", "measurement_window", "measurements", "trends", "charlson"}
     if not isinstance(data, dict) or set(data) - known:
         extra = sorted(set(data) - known) if isinstance(data, dict) else "not a mapping"
         raise ConfigError(f"feature definition: unexpected {extra}", hint=f"allowed keys: {', '.join(sorted(known))}")
@@ -74,20 +74,44 @@ def load_spec(spec: str | Path | dict[str, Any] | None = None) -> dict[str, Any]
     for window in data.get("windows", []):
         if window is not None and (not isinstance(window, int) or window < 0):
             raise ConfigError(f"feature definition: window {window!r} is not a number of days", hint="e.g. 365")
+    for name, days in data.get("trends", {}).items():
+        if name not in data.get("measurements", {}):
+            raise ConfigError(f"feature definition: trend {name!r} is not a measurement", hint="list it there first")
+        if not isinstance(days, int) or days <= 0:
+            raise ConfigError(f"feature definition: trend window {days!r} is not a number of days", hint="e.g. 1826")
+    for count in data.get("counts", []):
+        if count.get("distinct", "code") != "code":
+            raise ConfigError(f"feature definition: count {count['name']!r}: distinct must be 'code'", hint="or omit")
     return data
 
 
 def feature_sql(cohort_table: str, spec: dict[str, Any]) -> str:
     """The query that computes the features of every index event of ``cohort_table`` (DuckDB dialect)."""
-    select: list[str] = []
-    for count in spec.get("counts", []):
+    # Counts are of events: a count without a code system reads each event's primary row only (an encounter has
+    # a class row and a type row in cl_events), so plain sums suffice. ``distinct: code`` counts different codes
+    # (how many different medications), deduplicated by a plain aggregation per (index event, code) over the
+    # matching rows, which DuckDB spills to disk, unlike count(DISTINCT ...).
+    sums: list[str] = []
+    distinct_marks: list[str] = []
+    distinct_sums: list[str] = []
+    distinct_rows: list[str] = []
+    for k, count in enumerate(spec.get("counts", [])):
         match = _match(count)
         for window in spec.get("windows", [None]):
             suffix = f"{window}d" if window is not None else "all"
-            within = f" AND ev.days_before <= {int(window)}" if window is not None else ""
-            select.append(f"count(DISTINCT CASE WHEN {match}{within} THEN ev.event_id END) AS {count['name']}_{suffix}")
-    for name, prefixes in spec.get("flags", {}).items():
-        select.append(f"max(CASE WHEN {_icd10(prefixes)} THEN 1 ELSE 0 END) AS {name}")
+            if count.get("distinct") == "code":
+                within = f" AND d.days_before <= {int(window)}" if window is not None else ""
+                distinct_sums.append(f"sum(CASE WHEN d.m{k} = 1{within} THEN 1 ELSE 0 END) AS {count['name']}_{suffix}")
+            else:
+                within = f" AND ev.days_before <= {int(window)}" if window is not None else ""
+                primary = "" if count.get("system") else " AND ev.is_primary"
+                sums.append(f"sum(CASE WHEN {match}{primary}{within} THEN 1 ELSE 0 END) AS {count['name']}_{suffix}")
+        if count.get("distinct") == "code":
+            distinct_marks.append(f"max(CASE WHEN {match} THEN 1 ELSE 0 END) AS m{k}")
+            distinct_rows.append(match)
+    select: list[str] = []
+    for name, flag in spec.get("flags", {}).items():
+        select.append(f"{_flag(flag)} AS {name}")
     window = int(spec.get("measurement_window", 365))
     for name, codes in spec.get("measurements", {}).items():
         hit = (
@@ -100,24 +124,45 @@ def feature_sql(cohort_table: str, spec: dict[str, Any]) -> str:
             f"max(CASE WHEN {hit} THEN ev.value END) AS {name}_max",
             f"avg(CASE WHEN {hit} THEN ev.value END) AS {name}_mean",
         ]
+    for name, days in spec.get("trends", {}).items():
+        codes = spec["measurements"][name]
+        hit = (
+            f"ev.domain = 'observation' AND ev.code IN ({', '.join(sql_literal(c) for c in codes)}) "
+            f"AND ev.value IS NOT NULL AND ev.days_before <= {int(days)}"
+        )
+        # Change per year: the least-squares slope of the value against time; null unless values were taken on
+        # at least two different days.
+        pair = f"CASE WHEN {hit} THEN ev.value END, CASE WHEN {hit} THEN -ev.days_before END"
+        select.append(f"CASE WHEN regr_sxx({pair}) > 0 THEN regr_slope({pair}) * 365.25 END AS {name}_trend")
     charlson = spec.get("charlson", [])
     for category in charlson:
         select.append(f"max(CASE WHEN {_icd10(category['prefixes'])} THEN 1 ELSE 0 END) AS _ch_{category['category']}")
-    aggregated = f"""
-        SELECT i.index_event_id, {", ".join(select) if select else "0 AS _none"}
-        FROM cl_feature_index i LEFT JOIN (
-            SELECT i2.index_event_id, e.*,
+    joined = """
+            SELECT i2.index_event_id, e.event_id, e.domain, e.system, e.code, e.value, e.start_time, e.is_primary,
                    date_diff('day', CAST(e.start_time AS DATE), CAST(i2.index_time AS DATE)) AS days_before
             FROM cl_feature_index i2 JOIN cl_events e ON e.patient_id = i2.patient_id
-            WHERE e.start_time <= i2.index_time AND e.event_id <> i2.index_event_id) ev
-          ON ev.index_event_id = i.index_event_id
+            WHERE e.start_time <= i2.index_time AND e.event_id <> i2.index_event_id"""
+    select = [f"coalesce({c.rsplit(' AS ', 1)[0]}, 0) AS {c.rsplit(' AS ', 1)[1]}" for c in sums] + select
+    aggregated = f"""
+        SELECT i.index_event_id, {", ".join(select) if select else "0 AS _none"}
+        FROM cl_feature_index i LEFT JOIN ({joined}) ev ON ev.index_event_id = i.index_event_id
         GROUP BY i.index_event_id"""
+    if distinct_sums:
+        names = [c.rsplit(" AS ", 1)[1] for c in distinct_sums]
+        aggregated = f"""
+        SELECT g.*, {", ".join(f"coalesce(c.{name}, 0) AS {name}" for name in names)}
+        FROM ({aggregated}) g LEFT JOIN (
+            SELECT d.index_event_id, {", ".join(distinct_sums)}
+            FROM (SELECT ev.index_event_id, ev.code, min(ev.days_before) AS days_before, {", ".join(distinct_marks)}
+                  FROM ({joined}) ev WHERE {" OR ".join(distinct_rows)} GROUP BY ev.index_event_id, ev.code) d
+            GROUP BY d.index_event_id) c ON c.index_event_id = g.index_event_id"""
     age = age_sql("cl_fhir_time(p.birth_date)", "i.index_time")
     columns = [c for c in _columns(spec) if not c.startswith("_ch_")]
     return f"""
         SELECT i.index_event_id, i.patient_id, i.index_time, i.outcome,
                {age} AS age, p.gender AS sex, coalesce(p.race, 'unknown') AS race,
                coalesce(p.ethnicity, 'unknown') AS ethnicity, enc.length_of_stay_days AS length_of_stay_days,
+               coalesce(enc.discharge_disposition_code, 'none') AS discharge_disposition,
                CASE WHEN enc.id IS NULL THEN NULL WHEN enc.admit_source_code = 'emd' OR enc.priority_code = 'EM'
                     THEN 1 ELSE 0 END AS emergency_admission,
                {"".join(f"a.{c}, " for c in columns)}{_charlson_sql(charlson)} AS charlson_index
@@ -184,6 +229,7 @@ def _columns(spec: dict[str, Any]) -> list[str]:
     names += list(spec.get("flags", {}))
     for name in spec.get("measurements", {}):
         names += [f"{name}_last", f"{name}_min", f"{name}_max", f"{name}_mean"]
+    names += [f"{name}_trend" for name in spec.get("trends", {})]
     names += [f"_ch_{c['category']}" for c in spec.get("charlson", [])]
     return names
 
@@ -211,6 +257,25 @@ def _match(count: dict[str, Any]) -> str:
     if count.get("codes"):
         parts.append(f"ev.code IN ({', '.join(sql_literal(c) for c in count['codes'])})")
     return "(" + " AND ".join(parts) + ")"
+
+
+def _flag(flag: list[str] | dict[str, Any]) -> str:
+    """A flag's aggregate: ICD-10-CM prefixes (a list) recorded ever, or a mapping of ``conditions`` prefixes
+    and ``screening`` questions (LOINC) whose latest answer before the index is one of the positive answers.
+
+    The latest answer, not any: a need met since (housing found) is no longer a need.
+    """
+    if isinstance(flag, list):
+        flag = {"conditions": flag}
+    parts = [f"max(CASE WHEN {_icd10(flag['conditions'])} THEN 1 ELSE 0 END)"] if flag.get("conditions") else []
+    for question, answers in flag.get("screening", {}).items():
+        asked = f"ev.domain = 'screening' AND ev.system = {sql_literal(question)}"
+        positive = f"CASE WHEN ev.code IN ({', '.join(sql_literal(a) for a in answers)}) THEN 1 ELSE 0 END"
+        parts.append(f"coalesce(arg_max(CASE WHEN {asked} THEN {positive} END, CASE WHEN {asked} THEN ev.start_time "
+                     "END), 0)")  # fmt: skip
+    if not parts:
+        return "0"
+    return parts[0] if len(parts) == 1 else f"greatest({', '.join(parts)})"
 
 
 def _icd10(prefixes: list[str]) -> str:

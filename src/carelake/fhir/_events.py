@@ -2,7 +2,10 @@
 
 Cohorts, features (and, with OMOP, other sources) ask the same questions of every kind of event: whose is it,
 which code in which system, when, what value. ``cl_events`` answers them once: patient, domain, code system,
-code, start and end time, numeric value, and an encounter's discharge disposition and priority.
+code, start and end time, numeric value, and an encounter's discharge disposition and priority. A screening
+answer (domain ``screening``) has the question's LOINC code as its system and the LOINC answer code as its code.
+An event coded in two systems has two rows; ``is_primary`` marks one of them, so counting events needs no
+DISTINCT (which must hold every key in memory).
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ SYSTEMS = {
     "cvx": "http://hl7.org/fhir/sid/cvx",
     "encounter-class": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
 }
-EVENT_VIEWS = ("encounters", "conditions", "observations", "procedures", "medication_requests", "immunizations")
+EVENT_VIEWS = (
+    "encounters",
+    "conditions",
+    "observations",
+    "procedures",
+    "medication_requests",
+    "immunizations",
+    "social_needs_screening",
+)
 
 _NO_ATTRIBUTES = "CAST(NULL AS VARCHAR) AS disposition, CAST(NULL AS VARCHAR) AS priority"
 
@@ -24,38 +35,45 @@ _NO_ATTRIBUTES = "CAST(NULL AS VARCHAR) AS disposition, CAST(NULL AS VARCHAR) AS
 EVENTS_SQL = f"""
 SELECT patient_id, 'encounter' AS domain, id AS event_id, class_system AS system, class_code AS code,
        cl_fhir_time(start) AS start_time, cl_fhir_time("end") AS end_time, CAST(NULL AS DOUBLE) AS value,
-       discharge_disposition_code AS disposition, priority_code AS priority
+       discharge_disposition_code AS disposition, priority_code AS priority, TRUE AS is_primary
 FROM encounters
 UNION ALL
 SELECT patient_id, 'encounter', id, '{SYSTEMS["snomed"]}', type_code, cl_fhir_time(start), cl_fhir_time("end"),
-       CAST(NULL AS DOUBLE), discharge_disposition_code, priority_code
+       CAST(NULL AS DOUBLE), discharge_disposition_code, priority_code, FALSE
 FROM encounters WHERE type_code IS NOT NULL
 UNION ALL
 SELECT patient_id, 'condition', id, '{SYSTEMS["snomed"]}', snomed_code,
-       cl_fhir_time(coalesce(onset, recorded_date)), cl_fhir_time(abatement), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
+       cl_fhir_time(coalesce(onset, recorded_date)), cl_fhir_time(abatement), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES},
+       TRUE
 FROM conditions
 WHERE snomed_code IS NOT NULL AND coalesce(verification_status, '') NOT IN ('refuted', 'entered-in-error')
 UNION ALL
 SELECT patient_id, 'condition', id, '{SYSTEMS["icd10cm"]}', icd10cm_code,
-       cl_fhir_time(coalesce(onset, recorded_date)), cl_fhir_time(abatement), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
+       cl_fhir_time(coalesce(onset, recorded_date)), cl_fhir_time(abatement), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES},
+       snomed_code IS NULL
 FROM conditions
 WHERE icd10cm_code IS NOT NULL AND coalesce(verification_status, '') NOT IN ('refuted', 'entered-in-error')
 UNION ALL
 SELECT patient_id, 'observation', id, '{SYSTEMS["loinc"]}', loinc_code, cl_fhir_time(effective),
-       CAST(NULL AS TIMESTAMPTZ), value, {_NO_ATTRIBUTES}
+       CAST(NULL AS TIMESTAMPTZ), value, {_NO_ATTRIBUTES}, TRUE
 FROM observations WHERE loinc_code IS NOT NULL AND coalesce(status, '') NOT IN ('entered-in-error', 'cancelled')
 UNION ALL
 SELECT patient_id, 'procedure', id, code_system, code, cl_fhir_time(performed_start), cl_fhir_time(performed_end),
-       CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
+       CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}, TRUE
 FROM procedures WHERE coalesce(status, '') NOT IN ('entered-in-error', 'not-done')
 UNION ALL
 SELECT patient_id, 'medication', id, medication_system, medication_code, cl_fhir_time(authored_on),
-       CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
+       CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}, TRUE
 FROM medication_requests WHERE coalesce(status, '') NOT IN ('entered-in-error', 'cancelled')
 UNION ALL
 SELECT patient_id, 'immunization', id, vaccine_system, vaccine_code, cl_fhir_time(occurrence),
-       CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}
+       CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}, TRUE
 FROM immunizations WHERE coalesce(status, '') NOT IN ('entered-in-error', 'not-done')
+UNION ALL
+SELECT patient_id, 'screening', id, question_code, answer_code, cl_fhir_time(effective), CAST(NULL AS TIMESTAMPTZ),
+       answer_value, {_NO_ATTRIBUTES}, TRUE
+FROM social_needs_screening
+WHERE question_code IS NOT NULL AND coalesce(status, '') NOT IN ('entered-in-error', 'cancelled')
 """
 
 

@@ -26,6 +26,8 @@ MARKER = "carelake.json"
 LAYERS = ("raw", "bronze", "silver", "gold", "quarantine", "runs", "audit")
 STAGING = "_staging"
 EMPTY_FILE = "empty.parquet"
+# Trained models (carelake.models) keep their artefacts here, outside the catalog: garbage collection skips it.
+MODELS_DIR = "gold/models"
 DEFAULT_LAKE = "carelake-lake"
 
 
@@ -132,7 +134,8 @@ class Lake:
         referenced = self.catalog.referenced_files()
         for layer in ("bronze", "silver", "gold", "quarantine"):
             for file in (self.root / layer).rglob("*.parquet"):
-                if file.relative_to(self.root).as_posix() not in referenced:
+                relative = file.relative_to(self.root).as_posix()
+                if relative not in referenced and not relative.startswith(MODELS_DIR + "/"):
                     file.unlink()
 
     def status(self) -> dict[str, Any]:

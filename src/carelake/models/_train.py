@@ -3,9 +3,9 @@
 The estimator follows scikit-learn's contract: LightGBM (default; missing values handled natively) or an
 L2-regularised logistic regression (median imputation, scaling). A clinical score is evaluated beside it on the
 same test patients: LACE for readmission, a FINDRISC-style score for diabetes onset. The test predictions are
-committed to the lake (``predictions_<task>``); the model, its config and the hashes of data and config are
-written under ``gold/models/``. Metrics are discrimination (AUROC, AUPRC with bootstrap 95 % CIs) and
-calibration (Brier, slope, intercept) on the held-out patients only.
+committed to the lake (``predictions_<task>``); the model, its feature encoding, config, the hashes of data and
+config and the full evaluation (:mod:`carelake.models._evaluate`) are written under ``gold/models/``, with a
+model card (:mod:`carelake.reports._model_card`). Everything is measured on the held-out patients only.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from carelake.errors import ConfigError, LakeError
+from carelake.lake._lake import MODELS_DIR
+from carelake.models._artefact import LinearModel, save_model
+from carelake.models._evaluate import age_band, evaluate, evaluate_all
+from carelake.models._explain import contributions, importance
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,9 +34,14 @@ if TYPE_CHECKING:
 STAGE = "model-train"
 Kind = Literal["lightgbm", "logistic"]
 KINDS: tuple[Kind, ...] = ("lightgbm", "logistic")
+Split = Literal["patient", "temporal"]
+SPLITS: tuple[Split, ...] = ("patient", "temporal")
 _KEYS = ("index_event_id", "patient_id", "index_time", "outcome")
-_CATEGORICAL = ("sex", "race", "ethnicity")
-_BOOTSTRAP = 200
+_CATEGORICAL = ("sex", "race", "ethnicity", "discharge_disposition")
+DEMOGRAPHIC = ("sex", "race", "ethnicity")  # inputs, but never given to a care team as a reason
+_SUBGROUP_COLUMNS = ("sex", "race", "ethnicity", "age")
+PREDICTIONS_FILE = "test-predictions.parquet"
+_IMPORTANCE_ROWS = 20_000
 
 
 @dataclass
@@ -52,6 +61,9 @@ class ModelResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)
     top_features: list[tuple[str, float]] = field(default_factory=list)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    features: list[str] = field(default_factory=list)
+    split: str = "patient"
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,9 +71,18 @@ class ModelResult:
 
 
 def train_model(
-    task: str, *, lake: Lake, kind: Kind = "lightgbm", seed: int = 7, test_share: float = 0.25
+    task: str,
+    *,
+    lake: Lake,
+    kind: Kind = "lightgbm",
+    seed: int = 7,
+    test_share: float = 0.25,
+    split: Split = "patient",
 ) -> ModelResult:
     """Train ``kind`` on ``features_<task>`` and evaluate it on held-out patients.
+
+    ``split="temporal"`` tests on the latest index events instead of a random share of patients (training keeps
+    only earlier events of other patients), which is how a model meets the future.
 
     Examples:
         >>> result = train_model("readmission-30d", lake=lake)              # doctest: +SKIP
@@ -71,44 +92,21 @@ def train_model(
     started = time.perf_counter()
     if kind not in KINDS:
         raise ConfigError(f"unknown model kind {kind!r}", hint=f"one of {', '.join(KINDS)}")
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}", hint=f"one of {', '.join(SPLITS)}")
     if not 0.05 <= test_share <= 0.5:
         raise ConfigError(f"test_share {test_share} is outside 0.05-0.5", hint="e.g. 0.25")
     table_name = "features_" + task.replace("-", "_")
     if table_name not in lake.catalog.tables:
         raise LakeError(f"no features for {task!r} in the lake", hint=f"carelake features build {task}")
     table = lake.sql(f"SELECT * FROM {table_name} WHERE outcome IS NOT NULL ORDER BY index_event_id")
-    y = np.asarray(table.column("outcome").to_pylist(), dtype=int)
-    if table.num_rows < 50 or y.sum() < 5 or (1 - y).sum() < 5:
-        raise LakeError(
-            f"{table_name} has {table.num_rows} labelled rows and {int(y.sum())} outcomes: too few to train on",
-            hint="use a larger lake (at least a few hundred index events with some outcomes)",
-        )
-    matrix = _Matrix.fit(table)
-    x = matrix.transform(table)
-    groups = np.asarray(table.column("patient_id").to_pylist())
-    train, test = _split(groups, test_share, seed)
-    fit, valid = _split(groups[train], 0.2, seed + 1)
-    fit, valid = train[fit], train[valid]
-    config = {"task": task, "kind": kind, "seed": seed, "test_share": test_share, "features": matrix.columns}
-    model = _fit(kind, x[fit], y[fit], x[valid], y[valid], seed)
-    p = model.predict_proba(x[test])[:, 1]
-    metrics = evaluate(y[test], p, seed=seed)
-    baseline_name, baseline_score = _baseline(task, table)
-    baseline = {"name": baseline_name}
-    if baseline_score is not None:
-        baseline |= {"auroc": evaluate(y[test], baseline_score[test], seed=seed, calibration=False)["auroc"]}
+    fitted = fit(table, task=task, kind=kind, seed=seed, test_share=test_share, split=split)
     data_hash = _table_hash(table)
-    config_hash = _hash(json.dumps(config, sort_keys=True))
-    with lake.transaction(STAGE, parameters=config) as tx:
-        model_dir = lake.root / "gold" / "models" / f"{task}-{kind}-{config_hash[:12]}"
+    config_hash = _hash(json.dumps(fitted.config, sort_keys=True))
+    with lake.transaction(STAGE, parameters=fitted.config) as tx:
+        model_dir = lake.root / MODELS_DIR / f"{task}-{kind}-{config_hash[:12]}"
         staged = tx.stage_dir("model")
-        _save(model, kind, staged)
-        card = config | {"data_hash": data_hash, "config_hash": config_hash, "metrics": metrics, "baseline": baseline}
-        (staged / "model.json").write_text(json.dumps(card, indent=1, default=str) + "\n", encoding="utf-8")
-        predictions = _predictions(table, test, p, kind, run_id=tx.run_id)
-        file = tx.stage_dir("predictions") / "part-0.parquet"
-        pq.write_table(predictions, file)
-        tx.replace(f"predictions_{task.replace('-', '_')}", layer="gold", files=[file], rows=predictions.num_rows)
+        save_model(fitted.model, kind, staged)
         result = ModelResult(
             task=task,
             kind=kind,
@@ -116,16 +114,30 @@ def train_model(
             model_dir=str(model_dir),
             data_hash=data_hash,
             config_hash=config_hash,
-            train_rows=len(train),
-            test_rows=len(test),
-            test_patients=len(set(groups[test])),
-            outcome_rate=round(float(y.mean()), 4),
-            metrics=metrics,
-            baseline=baseline,
-            top_features=_importance(model, kind, matrix.columns)[:15],
+            train_rows=len(fitted.train),
+            test_rows=len(fitted.test),
+            test_patients=len(set(fitted.groups[fitted.test])),
+            outcome_rate=round(float(fitted.y.mean()), 4),
+            metrics=fitted.evaluation.metrics,
+            baseline=fitted.baseline,
+            top_features=fitted.importance[:15],
+            evaluation=fitted.evaluation.to_dict(),
+            features=fitted.matrix.columns,
+            split=split,
         )
+        card = fitted.config | {"data_hash": data_hash, "config_hash": config_hash, "encoding": asdict(fitted.matrix),
+                                "result": result.to_dict() | {"seconds": None}}  # fmt: skip
+        (staged / "model.json").write_text(json.dumps(card, indent=1, default=str) + "\n", encoding="utf-8")
+        predictions = _predictions(table, fitted.test, fitted.p, kind, run_id=tx.run_id)
+        file = tx.stage_dir("predictions") / "part-0.parquet"
+        pq.write_table(predictions, file)
+        pq.write_table(predictions, staged / PREDICTIONS_FILE)  # the model folder can be re-evaluated alone
+        tx.replace(f"predictions_{task.replace('-', '_')}", layer="gold", files=[file], rows=predictions.num_rows)
         result.seconds = round(time.perf_counter() - started, 3)
         tx.summary = result.to_dict()
+        from carelake.reports._model_card import write_model_card
+
+        write_model_card(staged / "model-card.html", result)
         # The model folder is named by its config hash: a re-run with the same config replaces it.
         shutil.rmtree(model_dir, ignore_errors=True)
         model_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -133,46 +145,87 @@ def train_model(
     return result
 
 
-def evaluate(y: np.ndarray, p: np.ndarray, *, seed: int = 7, calibration: bool = True) -> dict[str, Any]:
-    """AUROC and AUPRC with bootstrap 95 % CIs; Brier score and calibration slope and intercept."""
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+@dataclass
+class Fitted:
+    """A model fitted on a feature table and evaluated on its held-out rows (no lake involved)."""
 
-    rng = np.random.default_rng(seed)
-    aurocs, auprcs = [], []
-    for _ in range(_BOOTSTRAP):
-        i = rng.integers(0, len(y), len(y))
-        if 0 < y[i].sum() < len(i):
-            aurocs.append(roc_auc_score(y[i], p[i]))
-            auprcs.append(average_precision_score(y[i], p[i]))
-    out: dict[str, Any] = {
-        "auroc": round(float(roc_auc_score(y, p)), 4),
-        "auroc_ci": [round(float(v), 4) for v in np.percentile(aurocs, [2.5, 97.5])],
-        "auprc": round(float(average_precision_score(y, p)), 4),
-        "auprc_ci": [round(float(v), 4) for v in np.percentile(auprcs, [2.5, 97.5])],
-        "prevalence": round(float(y.mean()), 4),
-    }
-    if calibration:
-        from sklearn.linear_model import LogisticRegression
+    model: Any
+    matrix: FeatureEncoding
+    config: dict[str, Any]
+    y: np.ndarray
+    groups: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+    p: np.ndarray
+    evaluation: Any
+    baseline: dict[str, Any]
+    importance: list[tuple[str, float]]
 
-        logit = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1))
-        fit = LogisticRegression(C=1e6, max_iter=1000).fit(logit.reshape(-1, 1), y)
-        out |= {
-            "brier": round(float(brier_score_loss(y, p)), 4),
-            "calibration_slope": round(float(fit.coef_[0][0]), 3),
-            "calibration_intercept": round(float(fit.intercept_[0]), 3),
-        }
+
+def fit(
+    table: pa.Table, *, task: str, kind: Kind = "lightgbm", seed: int = 7, test_share: float = 0.25,
+    split: Split = "patient",
+) -> Fitted:  # fmt: skip
+    """Split, fit with early stopping on validation patients, and evaluate on the test rows of ``table``."""
+    y = table.column("outcome").to_numpy(zero_copy_only=False).astype(int)
+    if table.num_rows < 50 or y.sum() < 5 or (1 - y).sum() < 5:
+        raise LakeError(
+            f"the features of {task} have {table.num_rows} labelled rows and {int(y.sum())} outcomes: too few "
+            "to train on",
+            hint="use a larger lake (at least a few hundred index events with some outcomes)",
+        )
+    matrix = FeatureEncoding.fit(table)
+    x = matrix.transform(table)
+    groups = table.column("patient_id").to_numpy(zero_copy_only=False)
+    if split == "temporal":
+        train, test = _temporal_split(table, groups, test_share)
+    else:
+        train, test = _split(groups, test_share, seed)
+    fit_rows, valid = _split(groups[train], 0.2, seed + 1)
+    fit_rows, valid = train[fit_rows], train[valid]
+    config = {"task": task, "kind": kind, "seed": seed, "test_share": test_share, "split": split,
+              "features": matrix.columns}  # fmt: skip
+    model = _fit(kind, x[fit_rows], y[fit_rows], x[valid], y[valid], seed)
+    p = model.predict_proba(x[test])[:, 1]
+    evaluation = evaluate_all(y[test], p, subgroups(table, test), seed=seed)
+    baseline_name, baseline_score = _baseline(task, table)
+    baseline: dict[str, Any] = {"name": baseline_name}
+    if baseline_score is not None:
+        baseline |= {"auroc": evaluate(y[test], baseline_score[test], seed=seed, calibration=False)["auroc"]}
+    contribs = contributions(model, kind, x[test[:_IMPORTANCE_ROWS]])  # a fixed sample is plenty for the mean
+    return Fitted(model, matrix, config, y, groups, train, test, p, evaluation, baseline,
+                  importance(contribs, matrix.columns))  # fmt: skip
+
+
+def subgroups(table: pa.Table, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Sex, age band and race/ethnicity of the given rows (default: all), for subgroup metrics."""
+    rows = np.arange(table.num_rows) if rows is None else rows
+    out: dict[str, np.ndarray] = {}
+    for name in ("sex", "race", "ethnicity"):
+        if name in table.schema.names:
+            out[name] = np.asarray(["unknown" if v is None else str(v) for v in table.column(name).to_pylist()])[rows]
+    if "age" in table.schema.names:
+        out["age band"] = age_band(_numeric(table, "age"))[rows]
     return out
 
 
+def _numeric(table: pa.Table, name: str) -> np.ndarray:
+    """A column as float64 with NaN for missing values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.cast(table.column(name), pa.float64()).to_numpy(zero_copy_only=False)
+
+
 @dataclass
-class _Matrix:
+class FeatureEncoding:
     """Numbers for the estimator: numeric features as they are, categories one-hot (levels from the data)."""
 
     numeric: list[str]
     levels: dict[str, list[str]]
 
     @classmethod
-    def fit(cls, table: pa.Table) -> _Matrix:
+    def fit(cls, table: pa.Table) -> FeatureEncoding:
         numeric = [n for n in table.schema.names if n not in _KEYS and n not in _CATEGORICAL]
         names = table.schema.names
         levels = {c: sorted({str(v) for v in table.column(c).to_pylist()}) for c in _CATEGORICAL if c in names}
@@ -183,13 +236,13 @@ class _Matrix:
         return self.numeric + [f"{c}={level}" for c, ls in self.levels.items() for level in ls]
 
     def transform(self, table: pa.Table) -> np.ndarray:
-        parts = [
-            np.asarray([np.nan if v is None else float(v) for v in table.column(n).to_pylist()], dtype=float)
-            for n in self.numeric
-        ]
+        """The model's input; a feature missing from ``table`` (another feature definition) is all missing."""
+        names = table.schema.names
+        parts = [_numeric(table, n) if n in names else np.full(table.num_rows, np.nan) for n in self.numeric]
         for column, levels in self.levels.items():
-            values = [str(v) for v in table.column(column).to_pylist()]
-            parts += [np.asarray([v == level for v in values], dtype=float) for level in levels]
+            values = np.asarray([str(v) for v in table.column(column).to_pylist()]) if column in names else None
+            parts += [np.zeros(table.num_rows) if values is None else (values == level).astype(float)
+                      for level in levels]  # fmt: skip
         return np.column_stack(parts)
 
 
@@ -201,16 +254,28 @@ def _split(groups: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.
     return rest, held
 
 
+def _temporal_split(table: pa.Table, groups: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Test on the latest ``share`` of index events; train on earlier events of patients not tested on."""
+    import pyarrow.compute as pc
+
+    times = pc.cast(table.column("index_time"), "int64").to_numpy(zero_copy_only=False)
+    cutoff = np.quantile(times, 1 - share)
+    test = np.flatnonzero(times >= cutoff)
+    tested = set(groups[test].tolist())
+    train = np.flatnonzero((times < cutoff) & np.asarray([g not in tested for g in groups]))
+    return train, test
+
+
 def _fit(kind: str, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, seed: int) -> Any:
     if kind == "lightgbm":
         import lightgbm as lgb
 
         model = lgb.LGBMClassifier(
-            n_estimators=2000, learning_rate=0.03, num_leaves=15, min_child_samples=20, subsample=0.8,
-            subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0, random_state=seed, n_jobs=2, verbose=-1,
+            n_estimators=5000, learning_rate=0.05, num_leaves=8, min_child_samples=50, subsample=0.8,
+            subsample_freq=1, colsample_bytree=0.8, reg_lambda=5.0, random_state=seed, n_jobs=2, verbose=-1,
             deterministic=True, force_row_wise=True,
         )  # fmt: skip
-        model.fit(x, y, eval_X=(xv,), eval_y=(yv,), callbacks=[lgb.early_stopping(100, verbose=False)])
+        model.fit(x, y, eval_X=(xv,), eval_y=(yv,), callbacks=[lgb.early_stopping(200, verbose=False)])
         return model
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
@@ -222,7 +287,7 @@ def _fit(kind: str, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray
         StandardScaler(),
         LogisticRegression(C=0.1, max_iter=5000),
     )
-    return model.fit(np.vstack([x, xv]), np.concatenate([y, yv]))
+    return LinearModel.from_pipeline(model.fit(np.vstack([x, xv]), np.concatenate([y, yv])))
 
 
 def _baseline(task: str, table: pa.Table) -> tuple[str, np.ndarray | None]:
@@ -255,34 +320,16 @@ def _baseline(task: str, table: pa.Table) -> tuple[str, np.ndarray | None]:
     return "none", None
 
 
-def _importance(model: Any, kind: str, columns: list[str]) -> list[tuple[str, float]]:
-    if kind == "lightgbm":
-        gains = model.booster_.feature_importance(importance_type="gain")
-    else:
-        gains = np.abs(model[-1].coef_[0])
-    total = float(np.sum(gains)) or 1.0
-    ranked = sorted(zip(columns, (float(g) / total for g in gains), strict=True), key=lambda kv: -kv[1])
-    return [(name, round(share, 4)) for name, share in ranked if share > 0]
-
-
 def _predictions(table: pa.Table, test: np.ndarray, p: np.ndarray, kind: str, *, run_id: str) -> pa.Table:
     import pyarrow as pa
 
-    rows = table.take(pa.array(test)).select(["index_event_id", "patient_id", "index_time", "outcome"])
+    keep = [c for c in (*_KEYS, *_SUBGROUP_COLUMNS) if c in table.schema.names]
+    rows = table.take(pa.array(test)).select(keep)
     return (
         rows.append_column("risk", pa.array(p, pa.float64()))
         .append_column("model", pa.array([kind] * len(p), pa.string()))
         .append_column("run_id", pa.array([run_id] * len(p), pa.string()))
     )
-
-
-def _save(model: Any, kind: str, folder: Any) -> None:
-    if kind == "lightgbm":
-        model.booster_.save_model(str(folder / "model.txt"))
-    else:
-        import pickle
-
-        (folder / "model.pkl").write_bytes(pickle.dumps(model))
 
 
 def _hash(data: Any) -> str:
