@@ -241,12 +241,12 @@ def test_matches_inside_longer_tokens_are_not_hits(tmp_path: Path, synthea: cl.L
     out.mkdir()
     (out / "near-misses.txt").write_text(
         "Emporiana X5558499756 Johnson6790 xElisa944 S99979112A 1927-05-21T08:00:00Z 105/21/1927 "
-        "ref 999-56-77270 zip 668012\n"
+        "ref 999-56-77270 zip 668012 weight=0.66801 gain 66801.5\n"  # digits of a ZIP inside decimal numbers
     )
     assert verify(out, synthea).passed
-    (out / "hits.txt").write_text("Emporia, (Johnson679) 1927-05-21 / s99979112 ELISA944\n")
+    (out / "hits.txt").write_text("Emporia, (Johnson679) 1927-05-21 / s99979112 ELISA944 zip 66801.\n")
     hits = verify(out, synthea).hits
-    assert sorted(h.category for h in hits) == ["address", "birth_date", "identifier", "name", "name"]
+    assert sorted(h.category for h in hits) == ["address", "address", "birth_date", "identifier", "name", "name"]
     assert {h.file for h in hits} == {"hits.txt"}
 
 

@@ -23,7 +23,9 @@ What is searched, and what is not, on purpose (to keep false alarms rare):
   (:data:`COMMON_WORDS`: ``Will``, ``May``, ``Brown``, ``Hill``, …) — the full-name forms
   (``Will Brown``, ``Brown, Will``) are still searched;
 * birth dates only when full (``YYYY-MM-DD``), in their full written forms, never a year alone;
-* phone numbers with fewer than 7 digits and identifier values shorter than 4 characters are skipped.
+* phone numbers with fewer than 7 digits and identifier values shorter than 4 characters are skipped;
+* an all-digit value (a ZIP code, a house number) is not matched inside a decimal number (``0.62729``,
+  ``62729.5``): model files and metrics are full of them.
 
 Known limits: text inside a DuckDB database file is found only where DuckDB stored it uncompressed (keep
 de-identified data in Parquet); other archives (zip, zstd) and non-text attachments (PDF, images) are
@@ -203,6 +205,13 @@ def _searchable(category: str, form: str) -> bool:
     return True
 
 
+def _in_decimal(text: str, start: int, end: int, lo: int, hi: int) -> bool:
+    """Digits that are part of a decimal number (0.62729, 62729.5): a model weight, not a ZIP code or number."""
+    after = end + 1 < hi and text[end] == "." and text[end + 1].isdigit()
+    before = start - 1 > lo and text[start - 1] == "." and text[start - 2].isdigit()
+    return after or before
+
+
 class _Matcher:
     """All forms in one Aho-Corasick automaton over lowered Latin-1 text, so bytes map 1:1 to characters."""
 
@@ -213,7 +222,7 @@ class _Matcher:
         self.longest = max(map(len, forms), default=0)
         self._automaton = ahocorasick.Automaton()
         for key, category in forms.items():
-            self._automaton.add_word(key, (len(key), category, key[0] in _WORD, key[-1] in _WORD))
+            self._automaton.add_word(key, (len(key), category, key[0] in _WORD, key[-1] in _WORD, key.isdigit()))
         if forms:
             self._automaton.make_automaton()
 
@@ -225,7 +234,7 @@ class _Matcher:
         if not self.size or not text:
             return []
         found = []
-        for last, (length, category, check_start, check_end) in self._automaton.iter(text):
+        for last, (length, category, check_start, check_end, digits) in self._automaton.iter(text):
             start, end = last - length + 1, last + 1
             value, lo, hi = 0, 0, len(text)
             if bounds is not None:
@@ -236,6 +245,8 @@ class _Matcher:
             if check_start and start > lo and text[start - 1] in _WORD:
                 continue
             if check_end and end < hi and text[end] in _WORD:
+                continue
+            if digits and _in_decimal(text, start, end, lo, hi):
                 continue
             found.append((start, end, category, value))
         found.sort(key=lambda m: (m[0], -m[1]))
