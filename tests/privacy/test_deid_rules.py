@@ -390,3 +390,23 @@ def test_shift_is_one_nonzero_offset_per_patient() -> None:
     assert 0 not in offsets and min(offsets) >= -365 and max(offsets) <= 365 and len(offsets) > 300
     assert KEY.shift_days("Patient/7") == KEY.shift_days("Patient/7")
     assert dt.date(2020, 1, 1) + dt.timedelta(days=KEY.shift_days("Patient/7")) != dt.date(2020, 1, 1)
+
+
+def test_race_labels_survive_a_patient_named_like_them() -> None:
+    """Mr White's race text stays "White" (a label from a fixed list); a free race text is still scrubbed."""
+    race = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+    resource = {
+        "resourceType": "Patient",
+        "id": "p-white",
+        "name": [{"family": "White", "given": ["Walter"]}],
+        "extension": [{"url": race, "extension": [
+            {"url": "ombCategory", "valueCoding": {"system": "urn:oid:2.16.840.1.113883.6.238", "code": "2106-3",
+                                                   "display": "White"}},
+            {"url": "text", "valueString": "White"}]}],
+    }  # fmt: skip
+    out, _ = deid(resource, known=Known(names=("Walter White", "White", "Walter")))
+    assert out["extension"][0]["extension"][1] == {"url": "text", "valueString": "White"}
+    assert "Walter" not in json.dumps(out) and "name" not in out
+    resource["extension"][0]["extension"][1]["valueString"] = "White, per Walter White"
+    out, _ = deid(resource, known=Known(names=("Walter White", "White", "Walter")))
+    assert "Walter" not in out["extension"][0]["extension"][1]["valueString"]

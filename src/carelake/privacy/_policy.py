@@ -26,6 +26,27 @@ RESTRICTED_ZIP3 = frozenset(
 CENSUS_VINTAGE = "2000 Census (HHS Safe Harbor guidance list of 17 ZIP3 areas)"
 
 # Extensions whose meaning carelake knows and that carry no identifier; every other one is dropped.
+# The text of a US Core race or ethnicity extension, when it is one of the OMB category labels, is a code in
+# words: kept verbatim. Scrubbing it would turn "White" into [NAME] for every patient whose surname is White.
+CATEGORY_LABELS = frozenset(
+    {
+        "White",
+        "Black or African American",
+        "Black",
+        "Asian",
+        "American Indian or Alaska Native",
+        "Native Hawaiian or Other Pacific Islander",
+        "Other race",
+        "Other",
+        "Two or more races",
+        "Hispanic or Latino",
+        "Not Hispanic or Latino",
+        "Hispanic",
+        "Non Hispanic",
+        "Unknown",
+        "Asked but unknown",
+    }
+)
 KEPT_EXTENSIONS = frozenset(
     {
         "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",

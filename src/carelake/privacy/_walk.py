@@ -19,7 +19,7 @@ from typing import Any
 
 from carelake.fhir._model import members
 from carelake.privacy._keys import DeidKey
-from carelake.privacy._policy import Policy, zip3
+from carelake.privacy._policy import CATEGORY_LABELS, Policy, zip3
 from carelake.privacy._text import Known, TextScrubber
 
 # Strings that hold terminology or units rather than anything a person wrote: only known identifiers are sought.
@@ -338,6 +338,8 @@ class Deidentifier:
         if value.get("url") not in self.policy.kept_extensions:
             self._count("extension", "removed")
             return None
+        if value.get("url") == "text" and value.get("valueString") in CATEGORY_LABELS and len(value) == 2:
+            return dict(value)  # a race or ethnicity label from a fixed list: nothing to scrub
         return self._complex("Extension", value)
 
     def _age(self, value: dict[str, Any]) -> dict[str, Any] | None:
