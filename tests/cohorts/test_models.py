@@ -243,3 +243,24 @@ def test_reasons_read_as_plain_language() -> None:
     assert describe("housing_instability", 1) == "housing instability recorded"
     assert describe("charlson_index", 4) == "comorbidity (Charlson) index 4"
     assert describe("conditions_all", 12) == "12 conditions on record"
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_synthetic_data_scores_the_synthea_corpus(
+    built: tuple[Path, cl.Lake, object], testdata: Path, tmp_path: Path
+) -> None:
+    """The model folder travels: trained on the synthetic lake, it scores Synthea's discharges in another lake."""
+    from carelake.fhir import materialize_views, standard_views
+
+    _, _, result = built
+    lake = cl.open_lake(tmp_path / "synthea")
+    cl.ingest_fhir([testdata / "synthea-fhir-r4"], lake=lake)
+    materialize_views(standard_views(), lake=lake)
+    build_cohort("readmission-30d", lake=lake)
+    build_features("readmission-30d", lake=lake)
+    scored = score_model(lake=lake, model=result.model_dir, include_labelled=True)
+    risk = lake.sql("SELECT * FROM risk_readmission_30d").to_pylist()
+    features = lake.sql("SELECT count(*) AS n FROM features_readmission_30d").column("n")[0].as_py()
+    assert scored.scored == len(risk) == features > 0 and scored.model == Path(result.model_dir).name
+    assert all(0 < r["risk"] < 1 and r["risk_band"] in {"high", "elevated", "usual"} for r in risk)
+    assert any(r["reasons"] for r in risk)
