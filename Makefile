@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/views.py
 	$(BIN)/python bench/match.py
 	$(BIN)/python bench/deid_notes.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info carelake-lake carelake-demo bench/out
