@@ -57,7 +57,20 @@ def _root(
 
 def _register_commands() -> None:
     # Importing the command modules registers them; heavy libraries load inside the commands.
-    from carelake.cli import _cohort, _deid, _demo, _features, _ingest, _lake, _match, _model, _quality, _synth, _view  # noqa: F401
+    from carelake.cli import (  # noqa: F401
+        _cohort,
+        _deid,
+        _demo,
+        _features,
+        _ingest,
+        _lake,
+        _match,
+        _model,
+        _quality,
+        _synth,
+        _view,
+        _web,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

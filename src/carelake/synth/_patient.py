@@ -270,6 +270,8 @@ class PatientState:
         )
 
     def _stamp(self, day: int, minute: int) -> dt.datetime:
+        """Like the calendar's ``stamp``: minutes past midnight may spill into later days (a late same-day stay)."""
+        day, minute = day + minute // 1440, minute % 1440
         return dt.datetime.combine(self.cal.to_date(day), dt.time(minute // 60, minute % 60), tzinfo=_UTC)
 
     def _draw_prevalent(self, day: int, age: float) -> None:
