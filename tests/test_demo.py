@@ -54,6 +54,10 @@ def test_demo_runs_end_to_end_and_reruns_cleanly(tmp_path: Path) -> None:
     # 60 patients are too few to train on: each task says so rather than failing the demo.
     assert set(first.stages["models"]) == {"readmission-30d", "diabetes-onset"}
     assert all("skipped" in m or "metrics" in m for m in first.stages["models"].values())
+    # The web application's demo users: one per role, tokens in a file only its owner can read.
+    web = first.stages["web"]
+    assert web["users"] == ["admin", "analyst", "clinician", "patient"]
+    assert oct(Path(web["tokens_file"]).stat().st_mode & 0o777) == "0o600"
 
     second = run_demo(out, patients=60, seed=3)
     assert second.stages["ingest"]["stored"] == ingest["stored"]  # replaced, not appended to
@@ -81,3 +85,4 @@ def test_demo_cli_prints_figures_and_next_steps(tmp_path: Path) -> None:
     assert Path(summary["report"]).is_file()
     assert " --lake " in result.stderr and " status" in result.stderr and "records" in result.stderr
     assert "standard views as silver tables" in result.stderr and "matching" in result.stderr
+    assert " serve --analysis-lake " in result.stderr and "sign in as admin with token " in result.stderr

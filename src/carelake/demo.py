@@ -123,6 +123,22 @@ def run_demo(
         worklists.append(worklist)
         stages["models"][cohort.name] = model.to_dict() | {"worklist": worklist.to_dict()}
 
+    # Care teams work on identified data: the same cohorts and features on the identified lake, scored with the
+    # models trained on the de-identified one, give the clinicians' worklists in the web application.
+    care = {}
+    for cohort in cohorts:
+        if "skipped" in stages["models"][cohort.name]:
+            continue
+        build_cohort(cohort.name, lake=lake, as_of=as_of)
+        build_features(cohort.name, lake=lake)
+        try:
+            scored = score_model(cohort.name, lake=lake, model=stages["models"][cohort.name]["model_dir"])
+            care[cohort.name] = scored.patients
+        except LakeError as exc:  # nobody at risk now in a small population
+            care[cohort.name] = exc.message
+    stages["care_worklists"] = care
+    stages["web"] = _web_users(root, lake)
+
     report = Report("carelake demo", subtitle=f"{patients:,} synthetic patients, seed {seed}, DuckDB")
     report.heading("Ingestion")
     report.metrics(
@@ -173,6 +189,24 @@ def run_demo(
         stages=stages,
         seconds=round(time.perf_counter() - started, 2),
     )
+
+
+def _web_users(root: Path, lake: Any) -> dict[str, Any]:
+    """One demo user per role for `carelake serve`; their tokens go to a 0600 file beside the lakes."""
+    from carelake.web import Users
+
+    users = Users(lake.root)
+    patient = lake.sql("SELECT id FROM patients ORDER BY id LIMIT 1").column(0)[0].as_py()
+    tokens = {
+        "admin": users.add("admin", "admin"),
+        "analyst": users.add("analyst", "analyst"),
+        "clinician": users.add("clinician", "clinician"),
+        "patient": users.add("patient", "patient", patient=patient),
+    }
+    file = root / "web-tokens.txt"
+    file.touch(mode=0o600)
+    file.write_text("".join(f"{name}\t{token}\n" for name, token in tokens.items()), encoding="utf-8")
+    return {"users": list(tokens), "tokens_file": str(file)}
 
 
 def _match_accuracy(lake: Any, truth: Path) -> dict[str, Any]:

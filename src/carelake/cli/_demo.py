@@ -81,6 +81,7 @@ def demo_command(
             f"at risk now"
         )
     say(f"report     {summary.report}")
+    web = summary.stages["web"]
     # Under `make demo` the virtualenv is not on PATH: show the commands as they can be pasted.
     if shutil.which("carelake"):
         exe = "carelake"
@@ -94,3 +95,7 @@ def demo_command(
     say(f'  {exe} --lake {summary.deid_lake} sql "{query}"')
     say(f"  {exe} deid verify {summary.deid_lake} --source {summary.lake}")
     say(f"  open {summary.report}")
+    say(f"  {exe} --lake {summary.lake} serve --analysis-lake {summary.deid_lake}   # then http://127.0.0.1:8000")
+    admin = Path(web["tokens_file"]).read_text(encoding="utf-8").splitlines()[0].split("\t")[1]
+    say(f"     sign in as admin with token {admin}")
+    say(f"     analyst, clinician and patient tokens: {web['tokens_file']}")
