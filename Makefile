@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/match.py
 	$(BIN)/python bench/deid_notes.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/web_load.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info carelake-lake carelake-demo bench/out

@@ -348,3 +348,36 @@ def test_tampering_in_chromium_is_refused(site: Site, served: str, browser: Any)
     response = page.goto(f"{served}/patients/{site.patient_a}")
     assert response.status == 403 and "may not see" in page.content()
     page.close()
+
+
+# -- the OpenAPI contract ---------------------------------------------------------------------------------------------
+
+
+def test_the_api_keeps_its_openapi_contract(site: Site) -> None:
+    """Schemathesis generates requests from /openapi.json: no 5xx, every 200 response as documented."""
+    import schemathesis
+
+    schema = schemathesis.openapi.from_asgi("/openapi.json", site.app)
+    failures = []
+    for role in ("analyst", "clinician", "patient"):
+        for operation in schema.get_all_operations():
+            op = operation.ok()
+            try:
+                _contract_check(op, {"authorization": f"Bearer {site.tokens[role]}"})()
+            except AssertionError as exc:
+                failures.append(f"{role} {op.method.upper()} {op.path}: {str(exc)[:300]}")
+    assert not failures, failures
+
+
+def _contract_check(op: Any, headers: dict[str, str]) -> Callable[[], None]:
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(case=op.as_strategy())
+    def check(case: Any) -> None:
+        response = case.call(headers=headers)
+        assert response.status_code < 500, (case.path, response.status_code)
+        if response.status_code == 200:
+            case.validate_response(response)
+
+    return check

@@ -66,6 +66,7 @@ def users_add(
 
     lake = open_lake(state.lake, create=False)
     token = Users(lake.root).add(name, role.value, patient=patient)
+    _audit_admin(lake.root, f"user {name} added with role {role.value}")
     if json:
         emit_json({"name": name, "role": role.value, "patient": patient, "token": token})
     say(f"user {name} ({role.value}) added; their token (shown once, store it safely):")
@@ -94,6 +95,7 @@ def users_revoke(name: Annotated[str, typer.Argument(help="The user to remove.")
 
     if not Users(state.lake).revoke(name):
         raise ConfigError(f"no user {name!r}", hint="carelake users list")
+    _audit_admin(state.lake, f"user {name} revoked")
     say(f"user {name} removed")
 
 
@@ -136,3 +138,13 @@ def audit_export(
             f.write(line)
             n += 1
     say(f"wrote {n:,} AuditEvents to {out}")
+
+
+def _audit_admin(lake: Path, detail: str) -> None:
+    """User changes from the command line are audited too, under the operating-system account that made them."""
+    import getpass
+
+    from carelake.web import AuditLog
+
+    AuditLog(lake).record(who=getpass.getuser(), role="operator", action="admin", outcome="success",
+                          client="command line", detail=detail)  # fmt: skip

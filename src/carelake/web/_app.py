@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from carelake.web import _data, _fhir
 from carelake.web._audit import AuditLog
@@ -44,6 +45,12 @@ PAGES = {
     "admin": ("admin",),
 }
 HOME = {"admin": "/admin", "analyst": "/", "clinician": "/worklist", "patient": "/me"}
+
+
+class FhirResponse(JSONResponse):
+    """FHIR's own JSON media type, so the OpenAPI document says what the FHIR routes really return."""
+
+    media_type = "application/fhir+json"
 
 
 class Denied(Exception):
@@ -80,7 +87,6 @@ class Settings:
 def create_app(settings: Settings) -> Any:
     """The FastAPI application for ``settings`` (``carelake serve`` runs it under uvicorn)."""
     from fastapi import FastAPI
-    from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     from carelake.lake import open_lake
@@ -272,17 +278,17 @@ def create_app(settings: Settings) -> Any:
 
     # -- FHIR API ----------------------------------------------------------------------------------------------------
     def fhir_json(data: dict[str, Any], status: int = 200) -> Response:
-        return JSONResponse(data, status, media_type=_fhir.FHIR_JSON)
+        return FhirResponse(data, status)
 
     def fhir_base(request: Request) -> str:
         return str(request.base_url).rstrip("/") + "/fhir"
 
-    @app.get("/fhir/metadata", tags=["fhir"])
+    @app.get("/fhir/metadata", tags=["fhir"], response_class=FhirResponse)
     def fhir_metadata(request: Request) -> Response:
         """The CapabilityStatement (no sign-in needed, no patient data)."""
         return fhir_json(_fhir.capability_statement(lake, fhir_base(request)))
 
-    @app.get("/fhir/Patient/{patient_id}/$everything", tags=["fhir"])
+    @app.get("/fhir/Patient/{patient_id}/$everything", tags=["fhir"], response_class=FhirResponse)
     def fhir_everything(request: Request, patient_id: str, user: CurrentUser) -> Response:
         """Everything about one patient, as a searchset Bundle."""
         patient_access(request, user, patient_id, action="export", resource=f"Patient/{patient_id}/$everything")
@@ -291,7 +297,7 @@ def create_app(settings: Settings) -> Any:
                      resource=f"Patient/{patient_id}/$everything", patient=patient_id)  # fmt: skip
         return fhir_json(bundle)
 
-    @app.get("/fhir/{resource_type}/{resource_id}", tags=["fhir"])
+    @app.get("/fhir/{resource_type}/{resource_id}", tags=["fhir"], response_class=FhirResponse)
     def fhir_read(request: Request, resource_type: str, resource_id: str, user: CurrentUser) -> Response:
         """Read one current resource."""
         owner = _fhir.patient_of(lake, resource_type, resource_id)
@@ -301,7 +307,7 @@ def create_app(settings: Settings) -> Any:
                      resource=f"{resource_type}/{resource_id}", patient=owner)  # fmt: skip
         return fhir_json(resource)
 
-    @app.get("/fhir/{resource_type}", tags=["fhir"])
+    @app.get("/fhir/{resource_type}", tags=["fhir"], response_class=FhirResponse)
     def fhir_search(request: Request, resource_type: str, user: CurrentUser) -> Response:
         """Search current resources of a type by patient/subject, _id and _lastUpdated, with _count paging."""
         params = dict(request.query_params)
