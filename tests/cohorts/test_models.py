@@ -234,7 +234,7 @@ def test_subgroups_withhold_small_groups_and_measure_gaps() -> None:
 
 
 def test_reasons_read_as_plain_language() -> None:
-    from carelake.features._describe import describe
+    from carelake.features._describe import describe, family
 
     assert describe("inpatient_admissions_365d", 3) == "3 inpatient admissions in the last 365 days"
     assert describe("ed_visits_30d", 1) == "1 emergency department visit in the last 30 days"
@@ -243,6 +243,9 @@ def test_reasons_read_as_plain_language() -> None:
     assert describe("housing_instability", 1) == "housing instability recorded"
     assert describe("charlson_index", 4) == "comorbidity (Charlson) index 4"
     assert describe("conditions_all", 12) == "12 conditions on record"
+    assert {family(c) for c in ("weight_last", "weight_max", "weight_trend")} == {"weight"}
+    assert [family(c) for c in ("ed_visits_30d", "ed_visits_all", "sex=female", "age")] == [
+        "ed_visits", "ed_visits", "sex", "age"]  # fmt: skip
 
 
 @pytest.mark.slow

@@ -94,3 +94,12 @@ def _is_measurement(column: str, spec: dict[str, Any]) -> bool:
 
 def _label(name: str) -> str:
     return _LABELS.get(name, (name.replace("_", " "), ""))[0]
+
+
+def family(column: str) -> str:
+    """The feature a column belongs to: ``weight`` for ``weight_last`` and ``weight_max``, ``ed_visits`` for
+    ``ed_visits_30d``; a reason list names each family once."""
+    name, _, suffix = column.rpartition("_")
+    if name and (suffix in (*_STATISTIC, "trend", "all") or (suffix[:-1].isdigit() and suffix.endswith("d"))):
+        return name
+    return column.split("=", 1)[0]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from carelake.features._describe import describe
+from carelake.features._describe import describe, family
 
 
 def contributions(model: Any, kind: str, x: np.ndarray) -> np.ndarray:
@@ -36,10 +36,18 @@ def reasons(
     from carelake.features import load_spec
 
     spec = spec if spec is not None else load_spec()
+    families = [family(c) for c in columns]
     out = []
     for row, values in zip(contribs[:, : len(columns)], x, strict=True):
-        order = np.argsort(-row, kind="stable")[:top]
-        out.append([describe(columns[j], _value(values[j]), spec) for j in order if row[j] > 0])
+        said: list[str] = []
+        seen: set[str] = set()
+        for j in np.argsort(-row, kind="stable"):
+            if row[j] <= 0 or len(said) == top:
+                break
+            if families[j] not in seen:  # "highest weight" and "latest weight" are one reason
+                seen.add(families[j])
+                said.append(describe(columns[j], _value(values[j]), spec))
+        out.append(said)
     return out
 
 

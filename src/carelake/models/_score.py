@@ -145,12 +145,13 @@ def _social_needs(table: pa.Table, spec: dict[str, Any]) -> list[list[str]]:
 
 
 def _open_referrals(view: pa.Table) -> dict[str, list[str]]:
-    """Per patient, the social-care referrals not yet completed, oldest first."""
+    """Per patient, the social-care referrals not yet completed, oldest first, each named once."""
     out: dict[str, list[str]] = {}
     rows = sorted(view.to_pylist(), key=lambda r: (r["patient_id"] or "", r["authored"] or "", r["id"]))
     for row in rows:
-        if row["patient_id"] and row["status"] in _OPEN_REFERRAL:
-            out.setdefault(row["patient_id"], []).append(row["request"] or row["code"] or "referral")
+        request = row["request"] or row["code"] or "referral"
+        if row["patient_id"] and row["status"] in _OPEN_REFERRAL and request not in out.get(row["patient_id"], []):
+            out.setdefault(row["patient_id"], []).append(request)
     return out
 
 

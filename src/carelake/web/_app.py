@@ -216,10 +216,17 @@ def create_app(settings: Settings) -> Any:
     @app.get("/worklist", response_class=HTMLResponse, include_in_schema=False)
     def worklist_page(request: Request, user: CurrentUser) -> str:
         allow(user, "worklist")
-        rows = _data.worklist(lake)
-        audit.record(who=user.name, role=user.role, action="search", outcome="success", client=client(request),
-                     resource="worklist_readmission_30d", detail=f"{len(rows)} patients")  # fmt: skip
-        return page("worklist.html", user, rows=rows)
+        lists = {task: _data.worklist(lake, task) for task in _data.TASKS}
+        audit.record(
+            who=user.name,
+            role=user.role,
+            action="search",
+            outcome="success",
+            client=client(request),
+            resource="worklists",
+            detail=", ".join(f"{t}: {len(r)} patients" for t, r in lists.items()),
+        )
+        return page("worklist.html", user, lists=lists)
 
     @app.get("/patients/{patient_id}", response_class=HTMLResponse, include_in_schema=False)
     def timeline_page(request: Request, patient_id: str, user: CurrentUser) -> str:
