@@ -79,13 +79,14 @@ class Catalog:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, root / CATALOG_FILE)
-        _fsync_dir(root)
+        fsync_dir(root)
 
     def referenced_files(self) -> set[str]:
         return {f for entry in self.tables.values() for f in entry.files}
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or new file in ``path`` durable: fsync the directory itself."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

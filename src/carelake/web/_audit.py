@@ -63,6 +63,7 @@ from typing import Any, Literal
 import orjson
 
 from carelake.errors import ConfigError, LakeError
+from carelake.lake._catalog import fsync_dir
 
 AUDIT_DIR = "audit"
 LOG_FILE = "audit-log.jsonl"
@@ -293,7 +294,7 @@ class AuditLog:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
 
     def _write_head(self, seq: int, digest: str) -> None:
         tmp = self.folder / f".{HEAD_FILE}.tmp"
@@ -302,7 +303,7 @@ class AuditLog:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.head_path)
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
 
     # -- locking and reading ------------------------------------------------------------------------------------
 
@@ -514,14 +515,6 @@ def _last_line(path: Path) -> bytes:
             if cut >= 0:
                 return tail[cut + 1 :]
         return tail
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _audit_event(event: dict[str, Any]) -> dict[str, Any]:
