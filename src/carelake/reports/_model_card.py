@@ -72,7 +72,6 @@ def model_overview(report: Report, model: ModelResult) -> None:
 
 def fairness_sections(report: Report, evaluation: dict[str, Any]) -> None:
     """Subgroup metrics and gaps; groups too small to judge are named, their counts suppressed below 11."""
-    import plotly.graph_objects as go
 
     threshold = evaluation["operating_threshold"]
     report.text(
@@ -101,23 +100,30 @@ def fairness_sections(report: Report, evaluation: dict[str, Any]) -> None:
               f"{f['auroc_gap']:.3f}", f"{f['observed_expected_range'][0]:.2f}-{f['observed_expected_range'][1]:.2f}"]
              for f in evaluation["fairness"]],
         )  # fmt: skip
-    judged = [r for r in evaluation["subgroups"] if "withheld" not in r]
-    if judged:
-        fig = go.Figure()
-        for attribute in dict.fromkeys(r["attribute"] for r in judged):
-            group = [r for r in judged if r["attribute"] == attribute]
-            fig.add_trace(
-                go.Scatter(
-                    x=[r["auroc"] for r in group], y=[f"{attribute}: {r['group']}" for r in group], mode="markers",
-                    name=attribute,
-                    error_x={"type": "data", "symmetric": False,
-                             "array": [r["auroc_ci"][1] - r["auroc"] for r in group],
-                             "arrayminus": [r["auroc"] - r["auroc_ci"][0] for r in group]},
-                )
-            )  # fmt: skip
-        fig.update_layout(title="AUROC by subgroup (95% bootstrap CI)", height=140 + 28 * len(judged),
-                          xaxis_title="AUROC")  # fmt: skip
-        report.figure(fig)
+    if any("withheld" not in r for r in evaluation["subgroups"]):
+        report.figure(subgroup_figure(evaluation["subgroups"]))
+
+
+def subgroup_figure(subgroups: list[dict[str, Any]]) -> Any:
+    """AUROC with its bootstrap CI for every subgroup large enough to judge."""
+    import plotly.graph_objects as go
+
+    judged = [r for r in subgroups if "withheld" not in r]
+    fig = go.Figure()
+    for attribute in dict.fromkeys(r["attribute"] for r in judged):
+        group = [r for r in judged if r["attribute"] == attribute]
+        fig.add_trace(
+            go.Scatter(
+                x=[r["auroc"] for r in group], y=[f"{attribute}: {r['group']}" for r in group], mode="markers",
+                name=attribute,
+                error_x={"type": "data", "symmetric": False,
+                         "array": [r["auroc_ci"][1] - r["auroc"] for r in group],
+                         "arrayminus": [r["auroc"] - r["auroc_ci"][0] for r in group]},
+            )
+        )  # fmt: skip
+    fig.update_layout(title="AUROC by subgroup (95% bootstrap CI)", height=140 + 28 * len(judged),
+                      xaxis_title="AUROC")  # fmt: skip
+    return fig
 
 
 def calibration_figure(calibration: dict[str, Any]) -> Any:

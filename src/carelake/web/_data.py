@@ -66,6 +66,10 @@ def overview(lake: Lake) -> dict[str, Any]:
         if name in tables:
             n = lake.sql(f"SELECT count(*) AS n FROM {name}").column("n")[0].as_py()
             out["counts"][name.replace("_", " ")] = show_count(n)
+    if "quality_results" in tables:
+        out["quality"] = lake.sql("""
+            SELECT status, count(*) AS checks FROM quality_results
+            WHERE run_id = (SELECT max(run_id) FROM quality_results) GROUP BY 1 ORDER BY 1""").to_pylist()
     out["runs"] = [
         {"job": r["job"], "started": r["started"][:19].replace("T", " "), "run_id": r["run_id"]}
         for r in lake.status()["runs"][-8:][::-1]
@@ -100,11 +104,11 @@ def quality(lake: Lake) -> dict[str, Any]:
 
 
 def outcomes(lake: Lake) -> dict[str, Any]:
-    """Monthly readmission rate and length of stay with p-chart control limits (3 sigma); small months hidden."""
-    import plotly.graph_objects as go
-
+    """Readmission, in-hospital mortality and length of stay by month on control charts (3 sigma), and
+    readmission by hospital; months and hospitals with fewer than 11 stays are hidden."""
     tables = _tables(lake)
-    figures, months = [], []
+    figures = []
+    months: list[dict[str, Any]] = []
     if "cohort_readmission_30d" in tables:
         months = lake.sql(f"""
             SELECT strftime(index_time, '%Y-%m') AS month, count(*) AS n,
@@ -112,40 +116,82 @@ def outcomes(lake: Lake) -> dict[str, Any]:
             FROM cohort_readmission_30d WHERE outcome IS NOT NULL GROUP BY 1
             HAVING count(*) >= {SMALL_CELL} ORDER BY 1""").to_pylist()
         if months:
-            total_n = sum(m["n"] for m in months)
-            p_bar = sum(m["events"] for m in months) / total_n
-            x = [m["month"] for m in months]
-            rate = [m["events"] / m["n"] for m in months]
-            sigma = [(p_bar * (1 - p_bar) / m["n"]) ** 0.5 for m in months]
-            fig = go.Figure()
-            fig.add_trace(go.Scatter(x=x, y=rate, mode="lines+markers", name="readmission rate"))
-            fig.add_trace(go.Scatter(x=x, y=[p_bar] * len(x), mode="lines", name="centre line",
-                                     line={"dash": "dash"}))  # fmt: skip
-            fig.add_trace(go.Scatter(x=x, y=[min(1, p_bar + 3 * s) for s in sigma], mode="lines",
-                                     name="upper control limit", line={"dash": "dot"}))  # fmt: skip
-            fig.add_trace(go.Scatter(x=x, y=[max(0, p_bar - 3 * s) for s in sigma], mode="lines",
-                                     name="lower control limit", line={"dash": "dot"}))  # fmt: skip
-            fig.update_layout(title="30-day readmission rate by discharge month (p-chart)", height=380,
-                              yaxis_tickformat=".0%")  # fmt: skip
-            figures.append(figure_json(fig))
+            figures.append(figure_json(_p_chart(months, "30-day readmission rate by discharge month (p-chart)")))
     if "encounters" in tables:
+        inpatient = "class_code IN ('IMP', 'ACUTE', 'NONAC') AND start IS NOT NULL"
+        deaths = lake.sql(f"""
+            SELECT substr(start, 1, 7) AS month, count(*) AS n,
+                   CAST(sum(CASE WHEN discharge_disposition_code = 'exp' THEN 1 ELSE 0 END) AS BIGINT) AS events
+            FROM encounters WHERE {inpatient} GROUP BY 1 HAVING count(*) >= {SMALL_CELL} ORDER BY 1""").to_pylist()
+        if deaths:
+            figures.append(figure_json(_p_chart(deaths, "In-hospital mortality by admission month (p-chart)")))
         stays = lake.sql(f"""
-            SELECT substr(start, 1, 7) AS month, count(*) AS n, avg(length_of_stay_days) AS los
-            FROM encounters WHERE class_code IN ('IMP', 'ACUTE', 'NONAC') AND length_of_stay_days IS NOT NULL
+            SELECT substr(start, 1, 7) AS month, count(*) AS n, avg(length_of_stay_days) AS mean,
+                   stddev_samp(length_of_stay_days) AS sd
+            FROM encounters WHERE {inpatient} AND length_of_stay_days IS NOT NULL
             GROUP BY 1 HAVING count(*) >= {SMALL_CELL} ORDER BY 1""").to_pylist()
         if stays:
-            fig = go.Figure(go.Scatter(x=[s["month"] for s in stays], y=[s["los"] for s in stays],
-                                       mode="lines+markers", name="mean length of stay"))  # fmt: skip
-            fig.update_layout(title="Mean length of stay (days) by admission month", height=320)
-            figures.append(figure_json(fig))
+            figures.append(figure_json(_mean_chart(stays)))
+        if "cohort_readmission_30d" in tables:
+            sites = lake.sql(f"""
+                SELECT coalesce(o.name, 'unknown') AS site, count(*) AS n,
+                       avg(CASE WHEN c.outcome THEN 1.0 ELSE 0.0 END) AS rate
+                FROM cohort_readmission_30d c JOIN encounters e ON e.id = c.index_event_id
+                LEFT JOIN (SELECT id, json_extract_string(resource, '$.name') AS name FROM resources
+                           WHERE resource_type = 'Organization') o ON o.id = e.service_provider_id
+                WHERE c.outcome IS NOT NULL GROUP BY 1 HAVING count(*) >= {SMALL_CELL} ORDER BY 3 DESC""").to_pylist()
+            if sites:
+                import plotly.graph_objects as go
+
+                fig = go.Figure(go.Bar(x=[r["site"] for r in sites], y=[r["rate"] for r in sites],
+                                       text=[f"{r['n']:,} discharges" for r in sites]))  # fmt: skip
+                fig.update_layout(title="30-day readmission rate by hospital", yaxis_tickformat=".0%", height=340)
+                figures.append(figure_json(fig))
     return {"figures": figures, "months": len(months)}
+
+
+def _p_chart(rows: list[dict[str, Any]], title: str) -> Any:
+    """A proportion per period with its centre line and 3-sigma limits (limits vary with each period's size)."""
+    import plotly.graph_objects as go
+
+    p_bar = sum(r["events"] for r in rows) / sum(r["n"] for r in rows)
+    x = [r["month"] for r in rows]
+    sigma = [(p_bar * (1 - p_bar) / r["n"]) ** 0.5 for r in rows]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=[r["events"] / r["n"] for r in rows], mode="lines+markers", name="rate"))
+    fig.add_trace(go.Scatter(x=x, y=[p_bar] * len(x), mode="lines", name="centre line", line={"dash": "dash"}))
+    fig.add_trace(go.Scatter(x=x, y=[min(1, p_bar + 3 * s) for s in sigma], mode="lines", name="upper limit",
+                             line={"dash": "dot"}))  # fmt: skip
+    fig.add_trace(go.Scatter(x=x, y=[max(0, p_bar - 3 * s) for s in sigma], mode="lines", name="lower limit",
+                             line={"dash": "dot"}))  # fmt: skip
+    fig.update_layout(title=title, height=360, yaxis_tickformat=".0%")
+    return fig
+
+
+def _mean_chart(rows: list[dict[str, Any]]) -> Any:
+    """Mean length of stay per month with 3-sigma limits from the pooled standard deviation."""
+    import plotly.graph_objects as go
+
+    total = sum(r["n"] for r in rows)
+    grand = sum(r["mean"] * r["n"] for r in rows) / total
+    pooled = (sum((r["sd"] or 0) ** 2 * (r["n"] - 1) for r in rows) / max(total - len(rows), 1)) ** 0.5
+    x = [r["month"] for r in rows]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=[r["mean"] for r in rows], mode="lines+markers", name="mean stay"))
+    fig.add_trace(go.Scatter(x=x, y=[grand] * len(x), mode="lines", name="centre line", line={"dash": "dash"}))
+    fig.add_trace(go.Scatter(x=x, y=[grand + 3 * pooled / r["n"] ** 0.5 for r in rows], mode="lines",
+                             name="upper limit", line={"dash": "dot"}))  # fmt: skip
+    fig.add_trace(go.Scatter(x=x, y=[max(0, grand - 3 * pooled / r["n"] ** 0.5) for r in rows], mode="lines",
+                             name="lower limit", line={"dash": "dot"}))  # fmt: skip
+    fig.update_layout(title="Mean length of stay (days) by admission month (x-bar chart)", height=340)
+    return fig
 
 
 def models(lake: Lake) -> list[dict[str, Any]]:
     """The latest trained model of each task: metrics, calibration, decision curve and fairness figures."""
     from carelake.errors import LakeError
     from carelake.models import load_model
-    from carelake.reports._model_card import calibration_figure, decision_figure
+    from carelake.reports._model_card import calibration_figure, decision_figure, subgroup_figure
 
     out = []
     for task in TASKS:
@@ -164,7 +210,8 @@ def models(lake: Lake) -> list[dict[str, Any]]:
                 "baseline": result["baseline"],
                 "fairness": evaluation["fairness"],
                 "figures": [figure_json(calibration_figure(evaluation["calibration"])),
-                            figure_json(decision_figure(evaluation["decision_curve"]))],
+                            figure_json(decision_figure(evaluation["decision_curve"])),
+                            figure_json(subgroup_figure(evaluation["subgroups"]))],
             }
         )  # fmt: skip
     return out
