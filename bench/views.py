@@ -310,6 +310,14 @@ _PROCEDURE = {
     "reasonCode": [CONCEPT],
     "reasonReference": [REF],
 }
+_FAMILY = {
+    "id": "VARCHAR",
+    "patient": REF,
+    "status": "VARCHAR",
+    "date": "VARCHAR",
+    "relationship": CONCEPT,
+    "condition": [{"code": CONCEPT, "onsetAge": {"value": "DOUBLE"}, "contributedToDeath": "BOOLEAN"}],
+}
 _ALLERGY = {
     "id": "VARCHAR",
     "patient": REF,
@@ -428,6 +436,14 @@ SELECT r.id AS id, {ref_key("r.patient.reference", "Patient")} AS patient_id,
        r.reaction[1].manifestation[1].coding[1].display AS reaction_display,
        r.reaction[1].severity AS reaction_severity
 FROM {parsed("AllergyIntolerance", _ALLERGY)}""",
+    "family_history": f"""
+SELECT r.id AS id, {ref_key("r.patient.reference", "Patient")} AS patient_id, r.status AS status, r.date AS date,
+       r.relationship.coding[1].code AS relationship_code, r.relationship.coding[1].display AS relationship,
+       c.code.coding[1].code AS condition_code, c.code.coding[1].system AS condition_system,
+       c.code.coding[1].display AS condition_display, c.onsetAge.value AS onset_age,
+       c.contributedToDeath AS contributed_to_death
+FROM (SELECT r, unnest(CASE WHEN coalesce(len(r.condition), 0) = 0 THEN [NULL] ELSE r.condition END) AS c
+      FROM {parsed("FamilyMemberHistory", _FAMILY)})""",
     "social_needs_screening": f"""
 SELECT id, patient_id, encounter_id, status, category, effective, v.panel_code AS panel_code,
        v.question_code AS question_code, v.question AS question, v.answer_code AS answer_code,

@@ -148,7 +148,7 @@ def test_view_standard_by_name_and_materialize_standard(tmp_path: Path, testdata
     result = carelake("view", "materialize", "--standard", "--json", lake=lake)
     assert result.returncode == 0, result.stderr
     counts = json.loads(result.stdout)
-    assert counts["encounters"] == encounters and counts["patients"] == 13 and len(counts) == 10
+    assert counts["encounters"] == encounters and counts["patients"] == 13 and len(counts) == 11
     assert "silver.encounters: 1,215 row(s)" in result.stderr
 
     missing = carelake("view", "run", "encounter")

@@ -23,6 +23,7 @@ NAMES = [
     "conditions",
     "documents",
     "encounters",
+    "family_history",
     "immunizations",
     "medication_requests",
     "observations",
@@ -51,7 +52,7 @@ def count(lake: cl.Lake, table: str, patient: str) -> int:
     return lake.sql(f"SELECT count(*) FROM {table} WHERE patient_id = '{patient}'").column(0)[0].as_py()
 
 
-def test_library_is_the_ten_documented_views(lake: cl.Lake) -> None:
+def test_library_is_the_eleven_documented_views(lake: cl.Lake) -> None:
     assert sorted(v["name"] for v in views.standard()) == NAMES
     tables = {t["name"]: t for t in lake.status()["tables"]}
     assert all(tables[name]["layer"] == "silver" for name in NAMES)
@@ -321,3 +322,24 @@ def test_standard_views_equal_on_spark(lake: cl.Lake) -> None:
         order = [(c, "ascending") for c in duck.column_names]
         assert spark.schema == duck.schema, view["name"]
         assert spark.sort_by(order).equals(duck.sort_by(order)), view["name"]
+
+
+def test_family_history_on_the_fhir_examples(testdata: Path) -> None:
+    """Read off spec-examples/familymemberhistory-example.json by hand: the father's myocardial infarction at 74."""
+    view = next(v for v in views.standard() if v["name"] == "family_history")
+    source = testdata / "fhir-r4-examples" / "spec-examples" / "familymemberhistory-example.json"
+    assert views.run(view, source=source).to_pylist() == [
+        {
+            "id": "father",
+            "patient_id": "example",
+            "status": "completed",
+            "date": "2011-03-18",
+            "relationship_code": "FTH",
+            "relationship": "father",
+            "condition_code": "315619001",
+            "condition_system": "http://snomed.info/sct",
+            "condition_display": "Myocardial Infarction",
+            "onset_age": 74.0,
+            "contributed_to_death": True,
+        }
+    ]

@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from carelake.errors import ConfigError, InputError
 from carelake.fhir._events import SYSTEMS
 
-Domain = Literal["encounter", "condition", "observation", "procedure", "medication", "immunization", "screening"]
+Domain = Literal[
+    "encounter", "condition", "observation", "procedure", "medication", "immunization", "screening", "family_history"
+]
 DOMAINS: tuple[str, ...] = ("encounter", "condition", "observation", "procedure", "medication", "immunization")
 
 # Code systems whose hierarchy the lake holds: ICD-10-CM's is in the codes themselves (E11 > E11.9).

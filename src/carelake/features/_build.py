@@ -260,14 +260,18 @@ def _match(count: dict[str, Any]) -> str:
 
 
 def _flag(flag: list[str] | dict[str, Any]) -> str:
-    """A flag's aggregate: ICD-10-CM prefixes (a list) recorded ever, or a mapping of ``conditions`` prefixes
-    and ``screening`` questions (LOINC) whose latest answer before the index is one of the positive answers.
+    """A flag's aggregate: ICD-10-CM prefixes (a list) recorded ever, or a mapping of ``conditions`` prefixes,
+    ``family`` codes (a relative's condition) and ``screening`` questions (LOINC) whose latest answer before the
+    index is one of the positive answers.
 
     The latest answer, not any: a need met since (housing found) is no longer a need.
     """
     if isinstance(flag, list):
         flag = {"conditions": flag}
     parts = [f"max(CASE WHEN {_icd10(flag['conditions'])} THEN 1 ELSE 0 END)"] if flag.get("conditions") else []
+    if flag.get("family"):  # a relative's condition, by code (SNOMED CT)
+        codes = ", ".join(sql_literal(c) for c in flag["family"])
+        parts.append(f"max(CASE WHEN ev.domain = 'family_history' AND ev.code IN ({codes}) THEN 1 ELSE 0 END)")
     for question, answers in flag.get("screening", {}).items():
         asked = f"ev.domain = 'screening' AND ev.system = {sql_literal(question)}"
         positive = f"CASE WHEN ev.code IN ({', '.join(sql_literal(a) for a in answers)}) THEN 1 ELSE 0 END"

@@ -29,6 +29,7 @@ _LABELS = {
     "copd": ("COPD", ""),
     "physical_activity": ("physical activity", "min/week"),
     "distinct_medications": ("different medications", ""),
+    "family_history_diabetes": ("diabetes in the family", ""),
 }
 # HL7 discharge-disposition codes, as a care team says them.
 _DISPOSITIONS = {

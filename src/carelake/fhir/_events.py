@@ -3,7 +3,8 @@
 Cohorts, features (and, with OMOP, other sources) ask the same questions of every kind of event: whose is it,
 which code in which system, when, what value. ``cl_events`` answers them once: patient, domain, code system,
 code, start and end time, numeric value, and an encounter's discharge disposition and priority. A screening
-answer (domain ``screening``) has the question's LOINC code as its system and the LOINC answer code as its code.
+answer (domain ``screening``) has the question's LOINC code as its system and the LOINC answer code as its code; a
+relative's condition (domain ``family_history``) is dated by when the history was taken.
 An event coded in two systems has two rows; ``is_primary`` marks one of them, so counting events needs no
 DISTINCT (which must hold every key in memory).
 """
@@ -27,6 +28,7 @@ EVENT_VIEWS = (
     "medication_requests",
     "immunizations",
     "social_needs_screening",
+    "family_history",
 )
 
 _NO_ATTRIBUTES = "CAST(NULL AS VARCHAR) AS disposition, CAST(NULL AS VARCHAR) AS priority"
@@ -74,6 +76,11 @@ SELECT patient_id, 'screening', id, question_code, answer_code, cl_fhir_time(eff
        answer_value, {_NO_ATTRIBUTES}, TRUE
 FROM social_needs_screening
 WHERE question_code IS NOT NULL AND coalesce(status, '') NOT IN ('entered-in-error', 'cancelled')
+UNION ALL
+SELECT patient_id, 'family_history', id, condition_system, condition_code, cl_fhir_time(date),
+       CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS DOUBLE), {_NO_ATTRIBUTES}, TRUE
+FROM family_history
+WHERE condition_code IS NOT NULL AND coalesce(status, '') NOT IN ('entered-in-error', 'health-unknown')
 """
 
 
