@@ -47,10 +47,11 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    server_log = (args.out / "web_load-server.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "carelake", "--lake", str(args.demo / "lake"), "serve", "--port", str(port),
          "--analysis-lake", str(args.demo / "lake-deid")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=server_log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:

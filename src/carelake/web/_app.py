@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from carelake.web import _data, _fhir
 from carelake.web._audit import AuditLog
 from carelake.web._auth import ROLES, Throttle, User, Users, user_summary
+from carelake.web._reader import LakeReader
 
 COOKIE = "carelake_session"
 STATIC = Path(__file__).with_name("static")
@@ -61,7 +62,7 @@ class Denied(Exception):
         self.status, self.message = status, message
 
 
-def current_user(request: Request) -> User:
+async def current_user(request: Request) -> User:
     """The signed-in user (bearer token or session cookie), else a 401: deny by default."""
     header = request.headers.get("authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
@@ -91,8 +92,8 @@ def create_app(settings: Settings) -> Any:
 
     from carelake.lake import open_lake
 
-    lake = open_lake(settings.lake, create=False)
-    analysis = open_lake(settings.analysis_lake, create=False) if settings.analysis_lake else lake
+    lake = LakeReader(open_lake(settings.lake, create=False))
+    analysis = LakeReader(open_lake(settings.analysis_lake, create=False)) if settings.analysis_lake else lake
     users = Users(settings.lake)
     audit = AuditLog(settings.lake)
     throttle = Throttle()
@@ -141,6 +142,12 @@ def create_app(settings: Settings) -> Any:
         route = request.scope.get("route")
         log.info("%s %s %s", request.method, getattr(route, "path", "-"), response.status_code)
         return response
+
+    def aggregate(name: str) -> Any:
+        """An aggregate page's data, computed once per state of its lake (quality results live in the identified
+        lake; everything else comes from the analysis lake)."""
+        source = lake if name == "quality" else analysis
+        return source.cached(name, lambda: getattr(_data, name)(source))
 
     def client(request: Request) -> str:
         return request.client.host if request.client else "unknown"
@@ -196,22 +203,22 @@ def create_app(settings: Settings) -> Any:
     def overview_page(user: CurrentUser) -> Response:
         if user.role not in PAGES["overview"]:
             return RedirectResponse(HOME[user.role], 303)
-        return HTMLResponse(page("overview.html", user, data=_data.overview(analysis)))
+        return HTMLResponse(page("overview.html", user, data=aggregate("overview")))
 
     @app.get("/outcomes", response_class=HTMLResponse, include_in_schema=False)
     def outcomes_page(user: CurrentUser) -> str:
         allow(user, "outcomes")
-        return page("outcomes.html", user, data=_data.outcomes(analysis))
+        return page("outcomes.html", user, data=aggregate("outcomes"))
 
     @app.get("/quality", response_class=HTMLResponse, include_in_schema=False)
     def quality_page(user: CurrentUser) -> str:
         allow(user, "quality")
-        return page("quality.html", user, data=_data.quality(lake))
+        return page("quality.html", user, data=aggregate("quality"))
 
     @app.get("/models", response_class=HTMLResponse, include_in_schema=False)
     def models_page(user: CurrentUser) -> str:
         allow(user, "models")
-        return page("models.html", user, models=_data.models(analysis))
+        return page("models.html", user, models=aggregate("models"))
 
     @app.get("/worklist", response_class=HTMLResponse, include_in_schema=False)
     def worklist_page(request: Request, user: CurrentUser) -> str:
@@ -255,24 +262,24 @@ def create_app(settings: Settings) -> Any:
 
     # -- JSON API ----------------------------------------------------------------------------------------------------
     @app.get("/api/overview", tags=["aggregate"])
-    def api_overview(user: CurrentUser) -> dict[str, Any]:
+    async def api_overview(user: CurrentUser) -> dict[str, Any]:
         """Population counts and recent runs (aggregate; cells under 11 suppressed)."""
         allow(user, "overview")
-        data = _data.overview(analysis)
+        data = aggregate("overview")
         return {"counts": data["counts"], "runs": data["runs"]}
 
     @app.get("/api/outcomes", tags=["aggregate"])
-    def api_outcomes(user: CurrentUser) -> dict[str, Any]:
+    async def api_outcomes(user: CurrentUser) -> dict[str, Any]:
         """How many months the readmission control chart covers (aggregate)."""
         allow(user, "outcomes")
-        return {"months": _data.outcomes(analysis)["months"]}
+        return {"months": aggregate("outcomes")["months"]}
 
     @app.get("/api/models", tags=["aggregate"])
-    def api_models(user: CurrentUser) -> list[dict[str, Any]]:
+    async def api_models(user: CurrentUser) -> list[dict[str, Any]]:
         """The latest model of each task: metrics, baseline and fairness gaps."""
         allow(user, "models")
         return [{k: m[k] for k in ("task", "kind", "folder", "metrics", "baseline", "fairness")}
-                for m in _data.models(analysis)]  # fmt: skip
+                for m in aggregate("models")]  # fmt: skip
 
     @app.get("/api/worklist", tags=["patient-level"])
     def api_worklist(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
@@ -343,6 +350,10 @@ def create_app(settings: Settings) -> Any:
             raise Denied(404, "not found")
         return Response((STATIC / name).read_bytes(), media_type=files[name])
 
+    # Compute the aggregates once before serving: the first requests find them ready, and the libraries they
+    # import (plotly, LightGBM) are loaded before threads race to import them.
+    for name in ("overview", "outcomes", "models", "quality"):
+        aggregate(name)
     return app
 
 

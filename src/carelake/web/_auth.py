@@ -56,14 +56,23 @@ class Users:
     def __init__(self, lake_root: str | Path) -> None:
         self.path = Path(lake_root) / USERS_FILE
         self._lock = threading.Lock()
+        self._read: tuple[tuple[int, int], list[User]] | None = None
 
     def all(self) -> list[User]:
-        if not self.path.is_file():
-            return []
+        """Every user; the file is re-read only when it changed (a server checks a token on every request)."""
         try:
-            return [User(**u) for u in json.loads(self.path.read_text(encoding="utf-8"))["users"]]
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return []
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if self._read is not None and self._read[0] == stamp:
+            return self._read[1]
+        try:
+            users = [User(**u) for u in json.loads(self.path.read_text(encoding="utf-8"))["users"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise LakeError(f"{self.path}: not a carelake users file ({exc})", hint="restore it or remove it") from None
+        self._read = (stamp, users)
+        return users
 
     def add(self, name: str, role: str, *, patient: str | None = None) -> str:
         """Add (or replace) a user and return their new token, which is shown once and never stored."""
