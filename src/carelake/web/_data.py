@@ -147,7 +147,37 @@ def outcomes(lake: Lake) -> dict[str, Any]:
                                        text=[f"{r['n']:,} discharges" for r in sites]))  # fmt: skip
                 fig.update_layout(title="30-day readmission rate by hospital", yaxis_tickformat=".0%", height=340)
                 figures.append(figure_json(fig))
+        if "cohort_readmission_30d" in tables and "patients" in tables:
+            figures.append(figure_json(_by_group(lake)))
     return {"figures": figures, "months": len(months)}
+
+
+def _by_group(lake: Any) -> Any:
+    """Readmission rate by sex and by age band at discharge; groups under 11 discharges hidden."""
+    import plotly.graph_objects as go
+
+    from carelake.fhir._events import age_sql
+
+    age = age_sql("cl_fhir_time(p.birth_date)", "c.index_time")
+    rows = lake.sql(f"""
+        SELECT 'sex' AS attribute, coalesce(p.gender, 'unknown') AS grp, count(*) AS n,
+               avg(CASE WHEN c.outcome THEN 1.0 ELSE 0.0 END) AS rate
+        FROM cohort_readmission_30d c JOIN patients p ON p.id = c.patient_id
+        WHERE c.outcome IS NOT NULL GROUP BY 1, 2 HAVING count(*) >= {SMALL_CELL}
+        UNION ALL
+        SELECT 'age band', CASE WHEN {age} < 45 THEN '18-44' WHEN {age} < 65 THEN '45-64'
+                               WHEN {age} < 80 THEN '65-79' ELSE '80+' END, count(*),
+               avg(CASE WHEN c.outcome THEN 1.0 ELSE 0.0 END)
+        FROM cohort_readmission_30d c JOIN patients p ON p.id = c.patient_id
+        WHERE c.outcome IS NOT NULL GROUP BY 1, 2 HAVING count(*) >= {SMALL_CELL}
+        ORDER BY 1, 2""").to_pylist()
+    fig = go.Figure()
+    for attribute in ("sex", "age band"):
+        part = [r for r in rows if r["attribute"] == attribute]
+        fig.add_trace(go.Bar(x=[f"{attribute}: {r['grp']}" for r in part], y=[r["rate"] for r in part],
+                             name=attribute, text=[f"{r['n']:,} discharges" for r in part]))  # fmt: skip
+    fig.update_layout(title="30-day readmission rate by group", yaxis_tickformat=".0%", height=340)
+    return fig
 
 
 def _p_chart(rows: list[dict[str, Any]], title: str) -> Any:
