@@ -114,14 +114,19 @@ def run_demo(
     for cohort in cohorts:
         try:
             train_model(cohort.name, lake=deid_lake_opened)
-            model = evaluate_model(cohort.name, lake=deid_lake_opened, truth=data / "ground_truth", key_file=key)
-            worklist = score_model(cohort.name, lake=deid_lake_opened)
         except LakeError as exc:  # a small demo population may hold too few outcomes to train on
             stages["models"][cohort.name] = {"skipped": exc.message}
             continue
+        model = evaluate_model(cohort.name, lake=deid_lake_opened, truth=data / "ground_truth", key_file=key)
         models.append(model)
+        stages["models"][cohort.name] = model.to_dict() | {"worklist": {"patients": 0}}
+        try:
+            worklist = score_model(cohort.name, lake=deid_lake_opened)
+        except LakeError as exc:  # nobody at risk on the as-of date: the model stands, the worklist is empty
+            stages["models"][cohort.name]["worklist"] |= {"note": exc.message}
+            continue
         worklists.append(worklist)
-        stages["models"][cohort.name] = model.to_dict() | {"worklist": worklist.to_dict()}
+        stages["models"][cohort.name]["worklist"] = worklist.to_dict()
 
     # Care teams work on identified data: the same cohorts and features on the identified lake, scored with the
     # models trained on the de-identified one, give the clinicians' worklists in the web application.
