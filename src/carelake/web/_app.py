@@ -51,7 +51,7 @@ HOME = {"admin": "/admin", "analyst": "/", "clinician": "/worklist", "patient": 
 class FhirResponse(JSONResponse):
     """FHIR's own JSON media type, so the OpenAPI document says what the FHIR routes really return."""
 
-    media_type = "application/fhir+json"
+    media_type = _fhir.FHIR_JSON
 
 
 class Denied(Exception):
@@ -112,7 +112,7 @@ def create_app(settings: Settings) -> Any:
     async def denied(request: Request, exc: Denied) -> Response:
         if request.url.path.startswith("/fhir"):
             code = "login" if exc.status == 401 else "forbidden"
-            return JSONResponse(_fhir.operation_outcome(code, exc.message), exc.status, media_type=_fhir.FHIR_JSON)
+            return FhirResponse(_fhir.operation_outcome(code, exc.message), exc.status)
         if request.url.path.startswith("/api") or "text/html" not in request.headers.get("accept", ""):
             return JSONResponse({"detail": exc.message}, exc.status)
         if exc.status == 401:
@@ -129,7 +129,7 @@ def create_app(settings: Settings) -> Any:
             audit.record(who=user.name, role=user.role, action=action, outcome="failure", client=client(request),
                          resource=request.scope.get("route").path if request.scope.get("route") else None,
                          detail=exc.message)  # fmt: skip
-        return JSONResponse(exc.outcome(), exc.status, media_type=_fhir.FHIR_JSON)
+        return FhirResponse(exc.outcome(), exc.status)
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Any) -> Response:

@@ -8,7 +8,6 @@ against a strict pattern first.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -334,7 +333,3 @@ def risks(lake: Lake, patient: str) -> list[dict[str, Any]]:
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, default=str)

@@ -9,6 +9,8 @@ per catalog state: they change only when the lake does.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,8 @@ class LakeReader:
         self._generation = 0
         self._cache: dict[str, Any] = {}
         self._key_locks: dict[str, threading.Lock] = {}
+        self._opened: list[Any] = []  # engines and cursors, closed before the interpreter tears down
+        atexit.register(self.close)
 
     @property
     def root(self) -> Path:
@@ -58,6 +62,8 @@ class LakeReader:
         local = self._local
         if getattr(local, "generation", None) != self._generation:
             local.cursor, local.generation = self._engine.connection.cursor(), self._generation
+            with self._lock:
+                self._opened.append(local.cursor)
         try:
             return local.cursor.sql(query).to_arrow_table()
         except Exception as exc:  # duckdb.Error, without importing duckdb here
@@ -87,9 +93,19 @@ class LakeReader:
         with self._lock:
             if stamp == self._stamp:
                 return
-            # The previous engine is left to the garbage collector: other threads may still be reading from it.
+            # The previous engine stays open: other threads may still be reading from it.
             self._engine = self.lake.connect()
+            self._opened.append(self._engine)
             self._catalog = self.lake.catalog
             self._generation += 1
             self._stamp = stamp
             self._cache.clear()
+
+    def close(self) -> None:
+        """Close every cursor, then the engines. Run at exit: DuckDB aborts the process when a connection is
+        destroyed during interpreter teardown while request threads still hold cursors on it."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for handle in reversed(opened):  # cursors were opened after their engine
+            with contextlib.suppress(Exception):  # already closed, or its database gone: nothing to release
+                handle.close()
