@@ -184,6 +184,13 @@ def fit(
         train, test = _split(patient, test_share, seed)
     fit_rows, valid = _split(patient[train], 0.2, seed + 1)
     fit_rows, valid = train[fit_rows], train[valid]
+    for name, rows in (("training", fit_rows), ("validation", valid), ("test", test)):
+        if len(set(y[rows].tolist())) < 2:  # metrics and early stopping need outcomes and non-outcomes
+            raise LakeError(
+                f"the {name} patients of {task} have {int(y[rows].sum())} outcomes in {len(rows)} index events: "
+                "too few to train and evaluate on",
+                hint="use a larger lake (at least a few hundred index events with some outcomes)",
+            )
     config = {"task": task, "kind": kind, "seed": seed, "test_share": test_share, "split": split,
               "features": matrix.columns}  # fmt: skip
     model = _fit(kind, x[fit_rows], y[fit_rows], x[valid], y[valid], seed)
