@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from carelake.fhir import ViewDefinitionError, compile_view, run_view
     from carelake.lake import Lake, open_lake
     from carelake.sources.fhir import IngestSummary, ingest_fhir
+    from carelake.sources.omop import OmopIngestSummary, ingest_omop
     from carelake.synth import SynthSummary, generate_fhir
 
 _LAZY = {
@@ -40,6 +41,8 @@ _LAZY = {
     "open_lake": "carelake.lake",
     "IngestSummary": "carelake.sources.fhir",
     "ingest_fhir": "carelake.sources.fhir",
+    "OmopIngestSummary": "carelake.sources.omop",
+    "ingest_omop": "carelake.sources.omop",
     "SynthSummary": "carelake.synth",
     "ViewDefinitionError": "carelake.fhir",
     "compile_view": "carelake.fhir",
@@ -59,6 +62,7 @@ __all__ = [
     "LakeBusyError",
     "LakeError",
     "MissingDependencyError",
+    "OmopIngestSummary",
     "QueryError",
     "StrictModeError",
     "SynthSummary",
@@ -67,6 +71,7 @@ __all__ = [
     "compile_view",
     "generate_fhir",
     "ingest_fhir",
+    "ingest_omop",
     "make_engine",
     "open_lake",
     "run_view",

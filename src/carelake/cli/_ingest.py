@@ -92,3 +92,85 @@ def _print_summary(s: dict) -> None:
         err.print('  … see all with: carelake sql "select * from quarantine"', highlight=False, markup=False)
     for skipped in s["skipped_files"][:5]:
         err.print(f"[dim]skipped {escape(skipped['path'])}: {escape(skipped['reason'])}[/]", highlight=False)
+
+
+@ingest_app.command(
+    "omop", epilog="Example:  carelake ingest omop ../shared/testdata/omop-eunomia-gibleed/cdm_v5.3 --json"
+)
+def ingest_omop_command(
+    path: Annotated[Path, typer.Argument(help="A folder of CDM tables (CSV, .csv.gz, Parquet) or a DuckDB file.")],
+    cdm_version: Annotated[
+        str | None, typer.Option("--cdm-version", help="5.3 or 5.4; read from cdm_source when not given.")
+    ] = None,
+    engine: EngineOption = EngineChoice.duckdb,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Commit nothing (exit 1) if any row is quarantined.")
+    ] = False,
+    keep_raw: Annotated[
+        bool, typer.Option("--keep-raw/--no-raw", help="Keep a content-addressed copy of input files.")
+    ] = True,
+    spark_master: SparkMasterOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Ingest an OMOP CDM 5.3 or 5.4: every table into bronze (omop_<table>), clinical rows also as FHIR.
+
+    Rows that break the CDM DDL (required field empty, wrong type, repeated primary key) are quarantined with
+    file, line and column; counts reconcile per table. Re-running adds nothing.
+    """
+    from carelake.errors import StrictModeError
+    from carelake.sources.omop import ingest_omop
+
+    try:
+        summary = ingest_omop(
+            path,
+            lake=state.lake,
+            cdm_version=cdm_version,
+            engine=engine.value,
+            strict=strict,
+            keep_raw=keep_raw,
+            progress=RichProgress(),
+            spark_master=spark_master,
+        )
+    except StrictModeError as exc:
+        if exc.summary:
+            _print_omop_summary(exc.summary)
+        raise
+    if json:
+        emit_json(summary.to_dict())
+    _print_omop_summary(summary.to_dict())
+
+
+def _print_omop_summary(s: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(
+        title=f"ingest omop {s['run_id']} (CDM {s['cdm_version']} from {s['version_from']}, {s['engine']})",
+        title_justify="left",
+    )
+    for column in ("table", "read", "stored", "duplicates", "quarantined"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for name, counts in s["by_table"].items():
+        if counts["read"]:
+            table.add_row(name, *(f"{counts[k]:,}" for k in ("read", "stored", "duplicates", "quarantined")))
+    err.print(table)
+    err.print(
+        f"{s['files']} file(s), {s['read']:,} rows read = {s['stored']:,} stored + {s['duplicates']:,} duplicates "
+        f"+ {s['quarantined']:,} quarantined  [{s['rows_per_s']:,.0f} rows/s, {s['seconds']} s]",
+        highlight=False,
+        markup=False,
+    )
+    if s["fhir"]:
+        made = ", ".join(f"{t} {c['stored']:,}" for t, c in s["fhir"]["by_type"].items())
+        err.print(f"as FHIR: {made or 'nothing new'}", highlight=False, markup=False)
+    for name, columns in s["extra_columns"].items():
+        err.print(f"[dim]{name}: kept columns the CDM does not define: {escape(', '.join(columns))}[/]")
+    for rule, n in s["quarantined_by_rule"].items():
+        err.print(f"[yellow]quarantined[/] {n:,} × {escape(rule)}", highlight=False)
+    for problem in s["problems"][:10]:
+        where = f"{problem['source_file']}:{problem['line']}"
+        err.print(f"  {escape(where)}: {escape(problem['rule'])}: {escape(problem['message'])}", highlight=False)
+    if s["quarantined"] > 10:
+        err.print('  … see all with: carelake sql "select * from quarantine"', highlight=False, markup=False)
+    for skipped in s["skipped_files"][:5]:
+        err.print(f"[dim]skipped {escape(skipped['path'])}: {escape(skipped['reason'])}[/]", highlight=False)

@@ -118,13 +118,9 @@ def ingest_fhir(
             eng = the_lake.connect(
                 engine, spark_master=spark_master, spark_remote=spark_remote, memory_limit=memory_limit
             )
-            summary = _decide_and_stage(eng, tx, writer)
+            summary = stage_records(eng, tx, writer)
         finally:
             progress.stop()
-        tx.define_view("resources", RESOURCES_VIEW_SQL, layer="bronze")
-        tx.define_view("fhir_reference_targets", REFERENCE_TARGETS_VIEW_SQL, layer="bronze")
-        for resource_type in summary["by_type"]:
-            tx.define_view(resource_type, type_view_sql(resource_type), layer="bronze")
         seconds = round(time.perf_counter() - started, 3)
         summary["stage_seconds"] = {"read": read_seconds, **summary["stage_seconds"]}
         summary.update(
@@ -163,8 +159,11 @@ def _read_file(
     read_file(file_index, source, writer, progress.advance)
 
 
-def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> dict[str, Any]:
-    """Check and key staged records in SQL, classify them against the lake, and stage the outputs."""
+def stage_records(eng: Engine, tx: Transaction, writer: StagingWriter) -> dict[str, Any]:
+    """Check and key staged records in SQL, classify them against the lake, and stage the outputs.
+
+    Any source that arrives as FHIR (files, or OMOP rows converted to FHIR) commits through here.
+    """
     clock = _Clock()
     eng.register_parquet("staged_lines", [writer.lines_file])
     # Where each record came from, without its text: joins on it stay small.
@@ -304,6 +303,10 @@ def _decide_and_stage(eng: Engine, tx: Transaction, writer: StagingWriter) -> di
     new_versions = sum(t["new_versions"] for t in by_type.values())
     duplicates = sum(t["duplicates"] for t in by_type.values())
     quarantined = sum(quarantined_by_rule.values())
+    tx.define_view("resources", RESOURCES_VIEW_SQL, layer="bronze")
+    tx.define_view("fhir_reference_targets", REFERENCE_TARGETS_VIEW_SQL, layer="bronze")
+    for resource_type in by_type:
+        tx.define_view(resource_type, type_view_sql(resource_type), layer="bronze")
     return {
         "read": stored + new_versions + duplicates + quarantined,
         "stored": stored,
