@@ -64,6 +64,7 @@ class CheckType:
     violated: str = ""
     records: str = ""
     validator: str | None = None
+    requires: str = ""  # a lake table the check reads besides its own (an OMOP check's omop_concept)
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,14 @@ def _check_id(type_id: str, resource_type: str, field: str) -> str:
     return f"{type_id}:{resource_type}:{field}" if resource_type else f"{type_id}:{field}"
 
 
-def build_checks(resource_types: Iterable[str], *, as_of: str) -> list[Check]:
-    """Every check instance for a lake holding these resource types, in catalog order."""
+def build_checks(resource_types: Iterable[str], *, as_of: str, tables: Iterable[str] = ()) -> list[Check]:
+    """Every check instance for a lake holding these resource types (and these OMOP ``tables``), in catalog
+    order. The OMOP checks name their table where FHIR checks name a resource type."""
     present = sorted(set(resource_types))
+    omop = sorted(t for t in tables if t.startswith("omop_"))
     checks: list[Check] = []
     for type_ in check_types().values():
-        for resource_type, params, paths in _instances(type_, present, as_of):
+        for resource_type, params, paths in _instances(type_, present, as_of, omop):
             field_name = type_.field.format(**params)
             threshold = float(params.get("threshold", type_.threshold if type_.threshold is not None else 0))
             checks.append(
@@ -135,8 +138,12 @@ def build_checks(resource_types: Iterable[str], *, as_of: str) -> list[Check]:
     return checks
 
 
-def _instances(type_: CheckType, present: list[str], as_of: str) -> Iterable[tuple[str, dict[str, Any], tuple]]:
+def _instances(
+    type_: CheckType, present: list[str], as_of: str, omop: list[str]
+) -> Iterable[tuple[str, dict[str, Any], tuple]]:
     name = type_.instances
+    if type_.requires and type_.requires not in omop:
+        return
     if name == "fhir_elements":
         for resource_type in present:
             yield from _element_instances(type_, resource_type)
@@ -155,7 +162,7 @@ def _instances(type_: CheckType, present: list[str], as_of: str) -> Iterable[tup
         for resource_type in present:
             yield resource_type, {"resource_type": resource_type}, ()
     elif name is None:
-        if not type_.resource_type or type_.resource_type in present:
+        if not type_.resource_type or type_.resource_type in present or type_.resource_type in omop:
             yield type_.resource_type, {"as_of": as_of}, ()
     else:
         for row in _tables()[name]:
@@ -164,7 +171,8 @@ def _instances(type_: CheckType, present: list[str], as_of: str) -> Iterable[tup
                 if isinstance(row.get(key), list):
                     params[key] = ", ".join(_literal(c) for c in row[key])
             resource_type = row.get("resource_type") or type_.resource_type
-            if resource_type in present:
+            needs = [f"omop_{row[k]}" for k in ("table", "target") if k in row and resource_type in omop]
+            if resource_type in present or (resource_type in omop and all(t in omop for t in needs)):
                 yield resource_type, params, ()
 
 

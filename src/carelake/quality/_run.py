@@ -117,7 +117,7 @@ def run_quality(
     ):
         counts = {r["resource_type"]: r["n"] for r in eng.query(
             "SELECT resource_type, count(*) AS n FROM resources GROUP BY 1").to_pylist()}  # fmt: skip
-        checks = build_checks(counts, as_of=as_of)
+        checks = build_checks(counts, as_of=as_of, tables=lake.catalog.tables)
         views = standard_views()
         fresh = fresh_views(lake, views)  # silver tables already current: read them as they are
         query_types = {c.type.id for c in checks if c.type.evaluator == "query"}
