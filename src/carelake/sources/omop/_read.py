@@ -194,7 +194,7 @@ def _arrow_rows(source: TableSource, columns: list[str], advance: Callable[[floa
         import duckdb
 
         con = duckdb.connect(str(source.path), read_only=True)
-        batches = iter(con.execute(f"SELECT * FROM {source.relation}").fetch_record_batch(BATCH_ROWS))
+        batches = iter(con.sql(f"SELECT * FROM {source.relation}").to_arrow_reader(BATCH_ROWS))
     seen = 0
     try:
         for batch in batches:
