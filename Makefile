@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/views.py
 	$(BIN)/python bench/match.py
 	$(BIN)/python bench/deid_notes.py
+	$(BIN)/python bench/interop.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/web_load.py
 

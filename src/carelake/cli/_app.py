@@ -61,6 +61,7 @@ def _register_commands() -> None:
         _cohort,
         _deid,
         _demo,
+        _export,
         _features,
         _ingest,
         _lake,
