@@ -20,25 +20,6 @@ SYSTEMS = {
     "cvx": "http://hl7.org/fhir/sid/cvx",
     "encounter-class": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
 }
-# Code systems by their OMOP vocabulary_id (the exports name codes ``<vocabulary_id>/<code>``), with the URIs HL7
-# Terminology lists for them.
-VOCABULARIES: dict[str, str] = {
-    "SNOMED": SYSTEMS["snomed"],
-    "LOINC": SYSTEMS["loinc"],
-    "RxNorm": SYSTEMS["rxnorm"],
-    "ICD10CM": SYSTEMS["icd10cm"],
-    "CVX": SYSTEMS["cvx"],
-    "ICD10": "http://hl7.org/fhir/sid/icd-10",
-    "ICD9CM": "http://hl7.org/fhir/sid/icd-9-cm",
-    "ICD10PCS": "http://www.cms.gov/Medicare/Coding/ICD10",
-    "CPT4": "http://www.ama-assn.org/go/cpt",
-    "HCPCS": "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
-    "NDC": "http://hl7.org/fhir/sid/ndc",
-    "ATC": "http://www.whocc.no/atc",
-    "UCUM": "http://unitsofmeasure.org",
-    "dm+d": "https://dmd.nhs.uk",
-}
-VOCABULARY_OF_SYSTEM: dict[str, str] = {system: vocabulary for vocabulary, system in VOCABULARIES.items()}
 # OMOP vocabulary ids and the FHIR code systems they name: OMOP ingestion codes concepts with these, the OMOP
 # export finds concepts by them, and MEDS codes are written ``<vocabulary_id>/<code>``.
 VOCABULARIES = {
@@ -51,7 +32,9 @@ VOCABULARIES = {
     "ICD9CM": "http://hl7.org/fhir/sid/icd-9-cm",
     "ICD10PCS": "http://www.cms.gov/Medicare/Coding/ICD10",
     "CPT4": "http://www.ama-assn.org/go/cpt",
-    "HCPCS": "urn:oid:2.16.840.1.113883.6.285",
+    "HCPCS": "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
+    "ICD10": "http://hl7.org/fhir/sid/icd-10",
+    "dm+d": "https://dmd.nhs.uk",
     "UCUM": "http://unitsofmeasure.org",
     "ATC": "http://www.whocc.no/atc",
     "RxNorm Extension": "https://fhir-terminology.ohdsi.org/CodeSystem/RxNorm-Extension",
