@@ -151,6 +151,33 @@ def test_gibleed_feeds_views_quality_and_cohorts(gibleed: tuple[cl.Lake, cl.Omop
     assert cohort.index_events == 895 and cohort.outcomes == 0
 
 
+def test_gibleed_through_cohort_features_and_model(gibleed: tuple[cl.Lake, cl.OmopIngestSummary]) -> None:
+    """GiBleed's own question, asked with the FHIR-side pipeline: GI bleeding after starting an NSAID."""
+    from carelake.cohorts import build_cohort
+    from carelake.features import build_features
+    from carelake.fhir import materialize_views, standard_views
+    from carelake.models import train_model
+
+    lake, _ = gibleed
+    if "patients" not in lake.catalog.tables:
+        materialize_views(standard_views(), lake=lake)
+    cohort = build_cohort(Path(__file__).parents[2] / "data" / "gibleed-nsaid-gi-bleed.yaml", lake=lake)
+    assert (
+        cohort.attrition[0]["index_events"]
+        == lake.sql(
+            "SELECT count(*) AS n FROM omop_drug_exposure WHERE drug_concept_id IN "
+            "(1118088, 40162359, 19019273, 1115171, 19019979, 19078461)"
+        )
+        .column("n")[0]
+        .as_py()
+    )
+    assert cohort.index_events > 1000 and cohort.outcomes >= 30
+    features = build_features("nsaid-gi-bleed", lake=lake)
+    assert features.rows == cohort.index_events + cohort.open_events
+    model = train_model("nsaid-gi-bleed", lake=lake)
+    assert model.test_rows > 300 and 0.5 < model.metrics["auroc"] <= 1.0
+
+
 # --- small hand-made CDMs ----------------------------------------------------------------------------------------
 
 
