@@ -251,29 +251,11 @@ def _patient(r: dict[str, Any]) -> dict[str, Any]:
         resource["identifier"].append(
             {"system": IDENTIFIER_SYSTEM + "person_source_value", "value": r["person_source_value"]}
         )
-    extensions = []
-    if r.get("race_concept_id") in RACE:
-        code, display = RACE[r["race_concept_id"]]
-        extensions.append(
-            {
-                "url": US_CORE + "race",
-                "extension": [
-                    {"url": "ombCategory", "valueCoding": {"system": OMB, "code": code, "display": display}},
-                    {"url": "text", "valueString": display},
-                ],
-            }
-        )
-    if r.get("ethnicity_concept_id") in ETHNICITY:
-        code, display = ETHNICITY[r["ethnicity_concept_id"]]
-        extensions.append(
-            {
-                "url": US_CORE + "ethnicity",
-                "extension": [
-                    {"url": "ombCategory", "valueCoding": {"system": OMB, "code": code, "display": display}},
-                    {"url": "text", "valueString": display},
-                ],
-            }
-        )
+    extensions = [
+        _omb_extension(kind, *table[r[f"{kind}_concept_id"]])
+        for kind, table in (("race", RACE), ("ethnicity", ETHNICITY))
+        if r.get(f"{kind}_concept_id") in table
+    ]
     for concept in ("gender", "race", "ethnicity"):
         extensions += _omop_extension(f"{concept}-concept", r.get(f"{concept}_concept_id"))
         if r.get(f"{concept}_source_value"):
@@ -309,6 +291,17 @@ def _patient(r: dict[str, Any]) -> dict[str, Any]:
         resource["birthDate"] = f"{r['year_of_birth']:04d}"
     resource["deceasedDateTime"] = _time(r.get("death_date"), r.get("death_datetime"))
     return _clean(resource)
+
+
+def _omb_extension(kind: str, code: str, display: str) -> dict[str, Any]:
+    """The US Core race or ethnicity extension with its OMB category (what the standard patients view reads)."""
+    return {
+        "url": US_CORE + kind,
+        "extension": [
+            {"url": "ombCategory", "valueCoding": {"system": OMB, "code": code, "display": display}},
+            {"url": "text", "valueString": display},
+        ],
+    }
 
 
 def _encounter(r: dict[str, Any]) -> dict[str, Any]:
