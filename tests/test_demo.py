@@ -54,6 +54,12 @@ def test_demo_runs_end_to_end_and_reruns_cleanly(tmp_path: Path) -> None:
     # 60 patients are too few to train on: each task says so rather than failing the demo.
     assert set(first.stages["models"]) == {"readmission-30d", "diabetes-onset"}
     assert all("skipped" in m or "metrics" in m for m in first.stages["models"].values())
+    # The de-identified lake exported to MEDS and OMOP, with no identifier in either.
+    exports = first.stages["exports"]
+    assert exports["verify"]["passed"]
+    assert exports["meds"]["subjects"] == deid["risk"]["records"]
+    assert exports["omop"]["rows"]["person"] == deid["risk"]["records"]
+    assert "Exports of the de-identified lake" in html
     # The web application's demo users: one per role, tokens in a file only its owner can read.
     web = first.stages["web"]
     assert web["users"] == ["admin", "analyst", "clinician", "patient"]

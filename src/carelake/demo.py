@@ -51,6 +51,7 @@ def run_demo(
     from carelake.errors import LakeError
     from carelake.features import build_features
     from carelake.fhir import materialize_views, standard_views
+    from carelake.interop import export_meds, export_omop
     from carelake.lake import open_lake
     from carelake.match import match_patients
     from carelake.models import evaluate_model, score_model, train_model
@@ -144,6 +145,15 @@ def run_demo(
     stages["care_worklists"] = care
     stages["web"] = _web_users(root, lake)
 
+    # Research networks get the de-identified lake in their own formats; both exports are swept for identifiers.
+    meds = export_meds(deid_lake_opened, root / "exports" / "meds")
+    omop = export_omop(deid_lake_opened, root / "exports" / "omop")
+    stages["exports"] = {
+        "meds": meds.to_dict(),
+        "omop": omop.to_dict(),
+        "verify": verify(root / "exports", lake, iso_dates=False).to_dict(),
+    }
+
     report = Report("carelake demo", subtitle=f"{patients:,} synthetic patients, seed {seed}, DuckDB")
     report.heading("Ingestion")
     report.metrics(
@@ -180,6 +190,12 @@ def run_demo(
         model_overview(report, model)
     for worklist in worklists:
         worklist_overview(report, worklist)
+    report.heading("Exports of the de-identified lake")
+    report.text(
+        f"MEDS: {meds.subjects:,} subjects, {meds.events:,} events in {meds.shards} shard(s), validated with the "
+        "meds package. OMOP CDM 5.4 (no vocabulary given, so concept ids are 0 and the codes are listed in "
+        "unmapped_codes.csv): " + ", ".join(f"{t} {n:,}" for t, n in omop.rows.items()) + ". See docs/interop.md."
+    )
     report_path = report.save(root / "report" / "index.html")
     # The report is an output too: it must not carry any identifier of the source either.
     stages["deid"]["verify_report"] = verify(report_path.parent, lake, iso_dates=False).to_dict()
