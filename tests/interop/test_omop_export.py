@@ -201,8 +201,7 @@ def _condition(key: str, patient: str, code: dict[str, Any], **extra: Any) -> di
 
 
 RESOURCES = [
-    {"resourceType": "Patient", "id": "a", "gender": "female", "birthDate": "1980-02-03",
-     "identifier": [{"system": "https://ohdsi.org/omop/person", "value": "7"}]},
+    {"resourceType": "Patient", "id": "omop-person-7", "gender": "female", "birthDate": "1980-02-03"},
     {"resourceType": "Patient", "id": "b", "gender": "male", "birthDate": "1990",
      "deceasedDateTime": "2020-05-06T10:00:00Z", "extension": [_omb("race", "2054-5"), _omb("ethnicity", "2135-2")]},
     {"resourceType": "Patient", "id": "c", "gender": "other"},  # no birth year: cannot be a person
@@ -210,8 +209,7 @@ RESOURCES = [
      "subject": {"reference": "Patient/b"},
      "period": {"start": "2020-01-01T10:00:00+02:00", "end": "2020-01-01T12:00:00+02:00"}},
     _condition("c1", "b", _coded("http://snomed.info/sct", "111"), encounter={"reference": "Encounter/e1"}),
-    _condition("c2", "a", {"coding": [{"system": OMOP, "code": "555"}], "text": "src"},
-               identifier=[{"system": "https://ohdsi.org/omop/condition_occurrence", "value": "100"}],
+    _condition("omop-condition-100", "omop-person-7", {"coding": [{"system": OMOP, "code": "555"}], "text": "src"},
                extension=[{"url": EXT + "type-concept", "valueCoding": {"system": OMOP, "code": "32020"}}]),
     _condition("c3", "b", _coded("http://snomed.info/sct", "999")),
     _condition("c4", "b", _coded("http://snomed.info/sct", "111"), verificationStatus=_coded(
@@ -220,8 +218,8 @@ RESOURCES = [
     _observation("o1", "b", _coded("http://loinc.org", "1234-5"), category=[_coded(CATEGORY, "laboratory")]),
     _observation("o2", "b", _coded("http://loinc.org", "9999-9"), category=[_coded(CATEGORY, "vital-signs")],
                  valueQuantity={"value": 5, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"}),
-    _observation("o3", "a", {"coding": [{"system": OMOP, "code": "4444"}], "text": "omop"},
-                 identifier=[{"system": "https://ohdsi.org/omop/observation", "value": "40"}]),
+    _observation("omop-observation-40", "omop-person-7", {"coding": [{"system": OMOP, "code": "4444"}],
+                 "text": "omop"}),
     _observation("o4", "b", _coded("http://loinc.org", "7777-7"), category=[_coded(CATEGORY, "survey")],
                  valueString="yes"),
 ]  # fmt: skip

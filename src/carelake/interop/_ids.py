@@ -1,6 +1,7 @@
 """Integer person ids for the exports: OMOP and MEDS both key subjects by a 64-bit integer, the lake by text.
 
-A patient that came from an OMOP CDM keeps its ``person_id`` (carried as an identifier); every other patient is
+A patient that came from an OMOP CDM keeps its ``person_id`` (in its resource id, ``omop-person-6``); every other
+patient is
 numbered after the largest of those, in patient-id order. The numbering is a pure function of the lake's patients,
 so DuckDB and Spark, and the OMOP and MEDS exports of the same lake, agree on it.
 """
@@ -27,8 +28,13 @@ def load_view(name: str) -> dict[str, object]:
 def register_person_ids(eng: Engine) -> None:
     """Define ``cl_person_ids(patient_id, person_id)`` on an engine connected to a lake."""
     from carelake.fhir import compile_view
+    from carelake.sources.omop._fhir import omop_id_sql
 
-    eng.create_view("cl_patient_identifiers", compile_view(load_view("person_ids")))
+    eng.create_view(
+        "cl_patient_identifiers",
+        f"SELECT patient_id, {omop_id_sql('patient_id', 'person')} AS omop_person_id "
+        f"FROM ({compile_view(load_view('person_ids'))}) p",
+    )
     eng.create_view(
         PERSON_IDS,
         """

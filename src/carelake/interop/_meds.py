@@ -32,7 +32,6 @@ the ``meds`` schemas.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -51,6 +50,7 @@ from carelake.engine._base import first_line
 from carelake.errors import ConfigError, EngineError, LakeError
 from carelake.fhir._events import EVENT_VIEWS, SYSTEMS, VOCABULARY_OF_SYSTEM, register_events, vocabulary_sql
 from carelake.interop._ids import PERSON_IDS, register_person_ids
+from carelake.interop._output import export_folder
 from carelake.lake._lake import utc_now
 from carelake.progress import NoProgress, Progress
 
@@ -171,71 +171,65 @@ def export_meds(
             f"the lake lacks the standard views {', '.join(missing)}", hint="carelake view materialize --standard"
         )
     out = Path(out).absolute()
-    _check_target(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = out.parent / f".{out.name}.meds-{os.getpid()}-{time.time_ns()}"
     try:
-        (work / "data").mkdir(parents=True)
-        (work / "metadata").mkdir()
-        staging = work / "_staging"
-        with closing(lake.connect(engine)) as eng:
-            register_events(eng)
-            register_person_ids(eng)
-            progress.start("MEDS: sorting events", None)
-            # Numbered once: the events and the patients both join to the ids.
-            eng.register_parquet(PERSON_IDS, eng.write_parquet(f"SELECT * FROM {PERSON_IDS}", staging / "ids"))
-            staged = eng.write_parquet(meds_sql(), staging / "events")
-            eng.register_parquet(STAGED, staged)
-            tallies = eng.query(f"SELECT domain, skipped, count(*) AS n FROM {STAGED} GROUP BY domain, skipped")
-            by_domain: dict[str, int] = {}
-            skipped: dict[str, int] = {}
-            for row in tallies.to_pylist():
-                tally = by_domain if row["skipped"] is None else skipped
-                key = row["domain"] if row["skipped"] is None else row["skipped"]
-                tally[key] = tally.get(key, 0) + row["n"]
-            events = sum(by_domain.values())
-            progress.start("MEDS: writing shards", total=sum(pq.read_metadata(f).num_rows for f in staged))
-            shards, subjects, written = _write_shards(
-                staged, work / "data", shard_subjects=shard_subjects, progress=progress, engine=eng.name
-            )
-            if written != events:
-                raise EngineError(
-                    f"the MEDS shards hold {written} rows where the {eng.name} engine counted {events}",
-                    hint="re-run; if it persists, report it with the lake's engine and version",
+        with export_folder(out, kind="MEDS", marker=meds.dataset_metadata_filepath) as work:
+            (work / "data").mkdir()
+            (work / "metadata").mkdir()
+            staging = work / "_staging"
+            with closing(lake.connect(engine)) as eng:
+                register_events(eng)
+                register_person_ids(eng)
+                progress.start("MEDS: sorting events", None)
+                # Numbered once: the events and the patients both join to the ids.
+                eng.register_parquet(PERSON_IDS, eng.write_parquet(f"SELECT * FROM {PERSON_IDS}", staging / "ids"))
+                staged = eng.write_parquet(meds_sql(), staging / "events")
+                eng.register_parquet(STAGED, staged)
+                tallies = eng.query(f"SELECT domain, skipped, count(*) AS n FROM {STAGED} GROUP BY domain, skipped")
+                by_domain: dict[str, int] = {}
+                skipped: dict[str, int] = {}
+                for row in tallies.to_pylist():
+                    tally = by_domain if row["skipped"] is None else skipped
+                    key = row["domain"] if row["skipped"] is None else row["skipped"]
+                    tally[key] = tally.get(key, 0) + row["n"]
+                events = sum(by_domain.values())
+                progress.start("MEDS: writing shards", total=sum(pq.read_metadata(f).num_rows for f in staged))
+                shards, subjects, written = _write_shards(
+                    staged, work / "data", shard_subjects=shard_subjects, progress=progress, engine=eng.name
                 )
-            train = _round(subjects * fractions[0])
-            tuning = max(train, _round(subjects * (fractions[0] + fractions[1])))
-            split_files = eng.write_parquet(split_sql(STAGED, train=train, tuning=tuning), staging / "splits")
-            codes = eng.query(f"SELECT code FROM {STAGED} WHERE skipped IS NULL GROUP BY code ORDER BY code")
-        splits_path = work / meds.subject_splits_filepath
-        with _ParquetSink(splits_path, meds.SubjectSplitSchema.schema()) as sink:
-            for batch in _batches(split_files, ["subject_id", "split"]):
-                sink.write(pa.Table.from_batches([batch]))
-        names = codes.column("code").to_pylist()
-        code_table = pa.table(
-            {
-                "code": pa.array(names, pa.string()),
-                "description": pa.array([DESCRIPTIONS.get(c) for c in names], pa.string()),
-                "parent_codes": pa.nulls(len(names), pa.list_(pa.string())),
-            },
-            schema=meds.CodeMetadataSchema.schema(),
-        )
-        pq.write_table(code_table, work / meds.code_metadata_filepath, compression="zstd")
-        dataset = {
-            "dataset_name": lake.root.name,
-            "dataset_version": str(catalog.version),
-            "etl_name": "carelake",
-            "etl_version": __version__,
-            "meds_version": meds.__version__,
-            "created_at": utc_now().isoformat(),
-        }
-        (work / meds.dataset_metadata_filepath).write_text(json.dumps(dataset, indent=2) + "\n", encoding="utf-8")
-        shutil.rmtree(staging)
-        validate_meds(work)
-        _replace(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+                if written != events:
+                    raise EngineError(
+                        f"the MEDS shards hold {written} rows where the {eng.name} engine counted {events}",
+                        hint="re-run; if it persists, report it with the lake's engine and version",
+                    )
+                train = _round(subjects * fractions[0])
+                tuning = max(train, _round(subjects * (fractions[0] + fractions[1])))
+                split_files = eng.write_parquet(split_sql(STAGED, train=train, tuning=tuning), staging / "splits")
+                codes = eng.query(f"SELECT code FROM {STAGED} WHERE skipped IS NULL GROUP BY code ORDER BY code")
+            splits_path = work / meds.subject_splits_filepath
+            with _ParquetSink(splits_path, meds.SubjectSplitSchema.schema()) as sink:
+                for batch in _batches(split_files, ["subject_id", "split"]):
+                    sink.write(pa.Table.from_batches([batch]))
+            names = codes.column("code").to_pylist()
+            code_table = pa.table(
+                {
+                    "code": pa.array(names, pa.string()),
+                    "description": pa.array([DESCRIPTIONS.get(c) for c in names], pa.string()),
+                    "parent_codes": pa.nulls(len(names), pa.list_(pa.string())),
+                },
+                schema=meds.CodeMetadataSchema.schema(),
+            )
+            pq.write_table(code_table, work / meds.code_metadata_filepath, compression="zstd")
+            dataset = {
+                "dataset_name": lake.root.name,
+                "dataset_version": str(catalog.version),
+                "etl_name": "carelake",
+                "etl_version": __version__,
+                "meds_version": meds.__version__,
+                "created_at": utc_now().isoformat(),
+            }
+            (work / meds.dataset_metadata_filepath).write_text(json.dumps(dataset, indent=2) + "\n", encoding="utf-8")
+            shutil.rmtree(staging)
+            validate_meds(work)
     finally:
         progress.stop()
     seconds = time.perf_counter() - started
@@ -394,29 +388,3 @@ def _fractions(split: tuple[float, float, float]) -> tuple[float, float, float]:
 def _round(value: float) -> int:
     """Half up, and robust to 0.1 + 0.7 = 0.7999999999999999."""
     return int(np.floor(round(value, 9) + 0.5))
-
-
-def _check_target(out: Path) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ConfigError(f"{out} is a file, not a folder", hint="choose a new or empty folder for the MEDS export")
-    if any(out.iterdir()) and not (out / "metadata" / "dataset.json").is_file():
-        raise ConfigError(
-            f"{out} is not empty and holds no MEDS export",
-            hint="choose a new or empty folder; a previous MEDS export there is replaced",
-        )
-
-
-def _replace(work: Path, out: Path) -> None:
-    """Move the finished export into place; a previous one is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        if any(out.iterdir()):
-            old = out.parent / f"{work.name}.old"
-            out.rename(old)
-        else:
-            out.rmdir()
-    work.rename(out)
-    if old is not None:
-        shutil.rmtree(old)

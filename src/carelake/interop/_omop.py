@@ -10,8 +10,8 @@ What the export writes into ``out`` (a new or empty folder, or a previous OMOP e
 
 Everything is read from FHIR through the ViewDefinitions ``interop/views/omop_*.json``, so a lake ingested from
 FHIR, one ingested from an OMOP CDM (``ingest_omop``) and a de-identified lake export alike. Resources that OMOP
-ingestion wrote (``sources/omop/_fhir.py``) are inverted exactly: their OMOP ids (identifier
-``https://ohdsi.org/omop/<table>``), concept ids (codings of ``https://fhir-terminology.ohdsi.org``), type and
+ingestion wrote (``sources/omop/_fhir.py``) are inverted exactly: their OMOP ids (in the resource id,
+``omop-condition-1``), concept ids (codings of ``https://fhir-terminology.ohdsi.org``), type and
 source concepts (carelake extensions), source values (``CodeableConcept.text``) and observation periods come
 back. Other resources are mapped: ids are numbered after the largest OMOP id of their table in resource order
 (persons by ``cl_person_ids``, shared with the MEDS export), concepts are looked up in a vocabulary by
@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -73,10 +72,11 @@ from carelake._version import __version__
 from carelake.errors import ConfigError, InputError, LakeError
 from carelake.fhir._events import sql_literal, vocabulary_sql
 from carelake.interop._ids import PERSON_IDS, load_view, register_person_ids
+from carelake.interop._output import export_folder
 from carelake.lake._lake import utc_now
 from carelake.progress import NoProgress, Progress
 from carelake.sources.omop._cdm import CdmTable, cdm_tables
-from carelake.sources.omop._fhir import ACT_CODE, ETHNICITY, RACE
+from carelake.sources.omop._fhir import ACT_CODE, ETHNICITY, RACE, omop_id_sql
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -112,6 +112,15 @@ DRUG_VIEWS = (
     "omop_medication_administrations",
     "omop_medication_statements",
 )
+# The OMOP id columns each source view gets, and the OMOP table whose resource ids they are read from.
+OMOP_IDS: dict[str, dict[str, str]] = {
+    "omop_patients": {"omop_id": "person"},
+    "omop_encounters": {"omop_id": "visit_occurrence"},
+    "omop_conditions": {"omop_id": "condition_occurrence"},
+    "omop_procedures": {"omop_id": "procedure_occurrence"},
+    "omop_observations": {"measurement_id": "measurement", "observation_id": "observation"},
+    **{name: {"omop_id": "drug_exposure"} for name in DRUG_VIEWS},
+}
 SOURCE_VIEWS = (
     "omop_patients",
     "omop_observation_periods",
@@ -185,48 +194,42 @@ def export_omop(
     if vocab is not None and not vocab.is_dir():
         raise InputError(f"{vocab} is not a folder", hint="pass the folder holding CONCEPT.csv (an Athena download)")
     out = Path(out).absolute()
-    _check_target(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = out.parent / f".{out.name}.omop-{os.getpid()}-{time.time_ns()}"
     tables = cdm_tables(CDM_VERSION)
     try:
-        staging = work / "_staging"
-        staging.mkdir(parents=True)
-        with closing(lake.connect(engine)) as eng:
-            vocabulary = _register_vocabulary(eng, lake, vocab, staging, progress)
-            vocabulary_version = _vocabulary_version(eng)
-            staged = _stage_tables(eng, staging, progress)
-            skipped = _tally_skipped(eng)
-            unmapped_rows = eng.query(_unmapped_sql()).to_pylist()
-        rows: dict[str, int] = {}
-        progress.start(f"OMOP: writing {format}", None)
-        for name in TABLES[:-1]:
-            rows[name] = _write_table(staged[name], tables[name], work, format, progress)
-        rows["cdm_source"] = _write_rows(
-            [_cdm_source(lake, vocabulary_version, release_date or utc_now().date())],
-            tables["cdm_source"],
-            work,
-            format,
-        )
-        unmapped = _write_unmapped(unmapped_rows, work / UNMAPPED_FILE)
-        shutil.rmtree(staging)
-        summary = OmopExportSummary(
-            out=str(out),
-            engine=engine,
-            format=format,
-            vocabulary=vocabulary,
-            rows=rows,
-            unmapped={t: unmapped.get(t, 0) for t in MAIN_CONCEPT},
-            skipped=skipped,
-        )
-        marker = {"export": "omop", "cdm_version": CDM_VERSION, "carelake": __version__, **summary.to_dict()}
-        for timing in ("out", "seconds", "rows_per_s"):  # the marker's bytes depend on the lake only
-            del marker[timing]
-        (work / EXPORT_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        _replace(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+        with export_folder(out, kind="OMOP", marker=EXPORT_MARKER) as work:
+            staging = work / "_staging"
+            staging.mkdir()
+            with closing(lake.connect(engine)) as eng:
+                vocabulary = _register_vocabulary(eng, lake, vocab, staging, progress)
+                vocabulary_version = _vocabulary_version(eng)
+                staged = _stage_tables(eng, staging, progress)
+                skipped = _tally_skipped(eng)
+                unmapped_rows = eng.query(_unmapped_sql()).to_pylist()
+            rows: dict[str, int] = {}
+            progress.start(f"OMOP: writing {format}", None)
+            for name in TABLES[:-1]:
+                rows[name] = _write_table(staged[name], tables[name], work, format, progress)
+            rows["cdm_source"] = _write_rows(
+                [_cdm_source(lake, vocabulary_version, release_date or utc_now().date())],
+                tables["cdm_source"],
+                work,
+                format,
+            )
+            unmapped = _write_unmapped(unmapped_rows, work / UNMAPPED_FILE)
+            shutil.rmtree(staging)
+            summary = OmopExportSummary(
+                out=str(out),
+                engine=engine,
+                format=format,
+                vocabulary=vocabulary,
+                rows=rows,
+                unmapped={t: unmapped.get(t, 0) for t in MAIN_CONCEPT},
+                skipped=skipped,
+            )
+            marker = {"export": "omop", "cdm_version": CDM_VERSION, "carelake": __version__, **summary.to_dict()}
+            for timing in ("out", "seconds", "rows_per_s"):  # the marker's bytes depend on the lake only
+                del marker[timing]
+            (work / EXPORT_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     finally:
         progress.stop()
     seconds = time.perf_counter() - started
@@ -607,7 +610,9 @@ def _stage_tables(eng: Engine, staging: Path, progress: Progress) -> dict[str, l
     register_person_ids(eng)
     progress.start("OMOP: reading resources", len(SOURCE_VIEWS))
     for name in SOURCE_VIEWS:
-        files = eng.write_parquet(compile_view(load_view(name)), staging / "views" / name)
+        # A resource OMOP ingestion wrote has its OMOP id in its resource id (omop-condition-1): read it out.
+        ids = "".join(f", {omop_id_sql('v.id', table)} AS {column}" for column, table in OMOP_IDS.get(name, {}).items())
+        files = eng.write_parquet(f"SELECT v.*{ids} FROM ({compile_view(load_view(name))}) v", staging / "views" / name)
         eng.register_parquet(f"cl_omop_src_{name}", files)
         progress.advance(1)
     eng.create_view("cl_omop_src_drugs", " UNION ALL ".join(f"SELECT * FROM cl_omop_src_{name}" for name in DRUG_VIEWS))
@@ -941,29 +946,3 @@ def _write_unmapped(rows: list[dict[str, Any]], path: Path) -> dict[str, int]:
     for r in rows:
         totals[r["cdm_table"]] = totals.get(r["cdm_table"], 0) + r["n"]
     return totals
-
-
-def _check_target(out: Path) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ConfigError(f"{out} is a file, not a folder", hint="choose a new or empty folder for the OMOP export")
-    if any(out.iterdir()) and not (out / EXPORT_MARKER).is_file():
-        raise ConfigError(
-            f"{out} is not empty and holds no OMOP export",
-            hint="choose a new or empty folder; a previous OMOP export there is replaced",
-        )
-
-
-def _replace(work: Path, out: Path) -> None:
-    """Move the finished export into place; a previous one is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        if any(out.iterdir()):
-            old = out.parent / f"{work.name}.old"
-            out.rename(old)
-        else:
-            out.rmdir()
-    work.rename(out)
-    if old is not None:
-        shutil.rmtree(old)

@@ -1,8 +1,8 @@
 """OMOP CDM rows as FHIR R4 resources: how OMOP data meets FHIR data in the lake (docs/interop.md).
 
-Each clinical row becomes one resource whose id and identifier carry the OMOP table and id, so the OMOP export
-gives the same rows back. A concept is coded twice: in its own vocabulary (SNOMED, LOINC, RxNorm, ... from the
-CDM's CONCEPT table) so FHIR views, value sets and features find it, and as the OMOP concept id
+Each clinical row becomes one resource whose id carries the OMOP table and id (``omop-condition-1``), so the
+OMOP export gives the same rows back. A concept is coded twice: in its own vocabulary (SNOMED, LOINC, RxNorm, ...
+from the CDM's CONCEPT table) so FHIR views, value sets and features find it, and as the OMOP concept id
 (``https://fhir-terminology.ohdsi.org``) so nothing is lost. The type concept and source concept, which FHIR has
 no element for, ride in carelake extensions. The SQL joins concepts; Python only shapes the JSON, batch by batch.
 """
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from carelake.sources.fhir._staging import StagingWriter
 
 OMOP_SYSTEM = "https://fhir-terminology.ohdsi.org"
-IDENTIFIER_SYSTEM = "https://ohdsi.org/omop/"  # + table name
+IDENTIFIER_SYSTEM = "https://ohdsi.org/omop/"  # + person_source_value: the source system's patient identifier
 EXTENSION = "https://carelake.dev/fhir/StructureDefinition/omop-"  # + what it carries
 UCUM = "http://unitsofmeasure.org"
 BATCH_ROWS = 20_000
@@ -202,11 +202,15 @@ def _omop_extension(what: str, concept_id: int | None) -> list[dict[str, Any]]:
 
 
 def _base(resource_type: str, table: str, key: int, record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "resourceType": resource_type,
-        "id": f"{ID_PREFIX[table]}{key}",
-        "identifier": [{"system": IDENTIFIER_SYSTEM + table, "value": str(key)}],
-    }
+    """The resource's id carries the OMOP table and id (``omop-visit-65475``): a database key, like the FHIR id, so
+    de-identification pseudonymises it with the id, and it is not repeated as a business identifier."""
+    return {"resourceType": resource_type, "id": f"{ID_PREFIX[table]}{key}"}
+
+
+def omop_id_sql(id_column: str, table: str) -> str:
+    """SQL for the OMOP id (as text) in a resource id written by ingestion for ``table``; NULL for any other id."""
+    prefix = ID_PREFIX[table]
+    return f"(CASE WHEN {id_column} LIKE '{prefix}%' THEN substr({id_column}, {len(prefix) + 1}) END)"
 
 
 def _reference(table: str, key: int | None) -> dict[str, str] | None:
@@ -248,9 +252,9 @@ def _clean(value: Any) -> Any:
 def _patient(r: dict[str, Any]) -> dict[str, Any]:
     resource = _base("Patient", "person", r["person_id"], r)
     if r.get("person_source_value"):
-        resource["identifier"].append(
+        resource["identifier"] = [
             {"system": IDENTIFIER_SYSTEM + "person_source_value", "value": r["person_source_value"]}
-        )
+        ]
     extensions = [
         _omb_extension(kind, *table[r[f"{kind}_concept_id"]])
         for kind, table in (("race", RACE), ("ethnicity", ETHNICITY))
