@@ -62,7 +62,7 @@ import datetime as dt
 import json
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -722,95 +722,41 @@ def _register_vocabulary(eng: Engine, lake: Lake, vocab: Path | None, staging: P
 
 
 def _read_vocabulary(folder: Path, staging: Path) -> dict[str, list[Path]]:
-    """The folder's CONCEPT, CONCEPT_RELATIONSHIP and VOCABULARY tables as text Parquet, streamed."""
+    """The folder's CONCEPT, CONCEPT_RELATIONSHIP and VOCABULARY tables as text Parquet, streamed by the same
+    reader as OMOP ingestion (CSV or Athena's TSV, gzipped or not, or Parquet; any case)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from carelake.sources.omop._read import BadRow, discover, header, read_rows
+
+    def refuse(row: BadRow) -> None:
+        raise InputError(f"{source.name}:{row.line}: {row.message}", hint="repair the vocabulary file")
 
     found: dict[str, list[Path]] = {}
-    for file in sorted(p for p in folder.iterdir() if p.is_file()):
-        lower = file.name.lower()
-        stem = lower.split(".")[0]
-        if stem not in VOCAB_COLUMNS or not lower.endswith((".csv", ".csv.gz", ".parquet")):
+    try:
+        sources, _ = discover(folder, set(VOCAB_COLUMNS))
+    except InputError:
+        return found  # no vocabulary table at all: the caller names what is missing
+    for source in sources:
+        if source.kind == "duckdb":
             continue
-        wanted = VOCAB_COLUMNS[stem]
-        target = staging / f"{stem}-{len(found.get(stem, []))}.parquet"
+        wanted = VOCAB_COLUMNS[source.table]
+        columns = header(source)
+        missing = [c for c in wanted if c not in columns and c not in ("invalid_reason", "vocabulary_version")]
+        if missing:
+            raise InputError(
+                f"{source.name}:1: the header lacks the column(s) {', '.join(missing)}",
+                hint="vocabulary files need the OMOP CDM column names (an Athena download has them)",
+            )
+        target = staging / f"{source.table}-{len(found.get(source.table, []))}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
-        batches = _parquet_batches(file, wanted) if lower.endswith(".parquet") else _csv_batches(file, wanted)
         schema = pa.schema([(c, pa.string()) for c in wanted])
         with pq.ParquetWriter(target, schema, compression="zstd") as writer:
-            for batch in batches:
-                writer.write_batch(batch)
-        found.setdefault(stem, []).append(target)
+            for batch in read_rows(source, columns, refuse, lambda n: None):
+                arrays = [batch.column(c) if c in columns else pa.nulls(batch.num_rows, pa.string()) for c in wanted]
+                writer.write_batch(pa.record_batch(arrays, schema=schema))
+        found.setdefault(source.table, []).append(target)
     return found
-
-
-def _columns_of(file: Path, names: Sequence[str], wanted: Sequence[str]) -> dict[str, str]:
-    """The file's column for each wanted column, matched ignoring case; a missing one is an InputError."""
-    by_lower = {n.strip().lower(): n for n in names}
-    missing = [c for c in wanted if c not in by_lower and c != "invalid_reason" and c != "vocabulary_version"]
-    if missing:
-        raise InputError(
-            f"{file}:1: the header lacks the column(s) {', '.join(missing)}",
-            hint="vocabulary files need the OMOP CDM column names (an Athena download has them)",
-        )
-    return {c: by_lower[c] for c in wanted if c in by_lower}
-
-
-def _csv_batches(file: Path, wanted: Sequence[str]) -> Iterator[pa.RecordBatch]:
-    """A vocabulary CSV (comma- or tab-separated, as Athena writes them; gzipped or not) as text batches."""
-    import gzip
-
-    import pyarrow as pa
-    import pyarrow.csv as csv
-
-    with (
-        gzip.open(file, "rt", encoding="utf-8-sig")
-        if file.name.lower().endswith(".gz")
-        else file.open(encoding="utf-8-sig")
-    ) as handle:
-        first = handle.readline()
-    tab = "\t" in first
-    names = [n.strip().strip('"') for n in first.rstrip("\r\n").split("\t" if tab else ",")]
-    columns = _columns_of(file, names, wanted)
-    reader = csv.open_csv(
-        file,
-        read_options=csv.ReadOptions(block_size=1 << 24),
-        # Athena's tab-separated files do not quote, and their names hold bare quotes.
-        parse_options=csv.ParseOptions(delimiter="\t" if tab else ",", quote_char=False if tab else '"'),
-        convert_options=csv.ConvertOptions(
-            column_types={n: pa.string() for n in names},
-            include_columns=list(columns.values()),
-            strings_can_be_null=True,
-        ),
-    )
-    try:
-        for batch in reader:
-            yield _text_batch(batch, columns, wanted)
-    except pa.ArrowInvalid as exc:
-        raise InputError(f"{file}: cannot read the CSV ({str(exc).splitlines()[0]})", hint="check the file") from exc
-
-
-def _parquet_batches(file: Path, wanted: Sequence[str]) -> Iterator[pa.RecordBatch]:
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(file)
-    columns = _columns_of(file, parquet.schema_arrow.names, wanted)
-    for batch in parquet.iter_batches(BATCH_ROWS, columns=list(columns.values())):
-        yield _text_batch(batch, columns, wanted)
-
-
-def _text_batch(batch: pa.RecordBatch, columns: dict[str, str], wanted: Sequence[str]) -> pa.RecordBatch:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    arrays = []
-    for name in wanted:
-        if name in columns:
-            text = pc.cast(batch.column(columns[name]), pa.string())
-            arrays.append(pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text))
-        else:
-            arrays.append(pa.nulls(batch.num_rows, pa.string()))
-    return pa.record_batch(arrays, names=list(wanted))
 
 
 def _vocabulary_version(eng: Engine) -> str:

@@ -1,4 +1,5 @@
-"""Find an OMOP CDM's tables (CSV, gzipped CSV, Parquet or a DuckDB database) and stream their rows as text.
+"""Find an OMOP CDM's tables (CSV or TSV, gzipped or not, Parquet or a DuckDB database) and stream their rows as
+text: for ingestion, and for the vocabulary an export maps codes with.
 
 Every value is read as the text it was written as, so checking it against the CDM types is one SQL step for
 all formats, and a value that does not fit is quarantined with its line rather than lost in a parser.
@@ -99,11 +100,19 @@ def _database_tables(path: Path, known: set[str]) -> list[TableSource]:
     return list(tables.values())
 
 
+def _dialect(path: Path) -> dict[str, object]:
+    """How the CSV is written: comma-separated and quoted, or tab-separated without quoting (Athena's vocabulary
+    downloads, whose names hold bare quotes)."""
+    with _open_text(path) as handle:
+        first = handle.readline()
+    return {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if "\t" in first else {}
+
+
 def header(source: TableSource) -> list[str]:
     """The table's column names, lower-cased, as written."""
     if source.kind == "csv":
         with _open_text(source.path) as handle:
-            first = next(csv.reader(handle), None)
+            first = next(csv.reader(handle, **_dialect(source.path)), None)
         if not first:
             raise InputError(f"{source.path}:1: empty file, no header", hint="CDM CSV files start with a header line")
         return [c.strip().lower() for c in first]
@@ -142,7 +151,7 @@ def _csv_rows(
     values: list[list[str | None]] = [[] for _ in columns]
     lines: list[int] = []
     with _open_text(source.path) as handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, **_dialect(source.path))
         try:
             next(reader)
             start = reader.line_num + 1
