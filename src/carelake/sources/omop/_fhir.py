@@ -178,18 +178,25 @@ def _time(day: date | None, moment: datetime | None) -> str | None:
     return day.isoformat() if day is not None else None
 
 
+class _Done(dict):  # type: ignore[type-arg]
+    """A JSON object built without empty members: ``_clean`` passes it through instead of walking it again."""
+
+
 def _concept(record: dict[str, Any], column: str, text: str | None = None) -> dict[str, Any] | None:
     """A CodeableConcept for a concept column: the vocabulary's code, then the OMOP concept id."""
     concept_id = record.get(column)
     codings = []
     vocabulary, code = record.get(f"{column}_vocabulary"), record.get(f"{column}_code")
     if vocabulary and code and vocabulary in VOCABULARIES:
-        codings.append({"system": VOCABULARIES[vocabulary], "code": code, "display": record.get(f"{column}_name")})
+        coding = _Done(system=VOCABULARIES[vocabulary], code=code)
+        if display := record.get(f"{column}_name"):
+            coding["display"] = display
+        codings.append(coding)
     if concept_id:
-        codings.append({"system": OMOP_SYSTEM, "code": str(concept_id)})
+        codings.append(_Done(system=OMOP_SYSTEM, code=str(concept_id)))
     if not codings and not text:
         return None
-    concept: dict[str, Any] = {"coding": [_clean(c) for c in codings]} if codings else {}
+    concept = _Done(coding=codings) if codings else _Done()
     if text:
         concept["text"] = text
     return concept
@@ -198,7 +205,7 @@ def _concept(record: dict[str, Any], column: str, text: str | None = None) -> di
 def _omop_extension(what: str, concept_id: int | None) -> list[dict[str, Any]]:
     if not concept_id:
         return []
-    return [{"url": EXTENSION + what, "valueCoding": {"system": OMOP_SYSTEM, "code": str(concept_id)}}]
+    return [_Done(url=EXTENSION + what, valueCoding={"system": OMOP_SYSTEM, "code": str(concept_id)})]
 
 
 def _base(resource_type: str, table: str, key: int, record: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +224,7 @@ def _reference(table: str, key: int | None) -> dict[str, str] | None:
     if not key:
         return None
     kind = "Patient" if table == "person" else "Encounter"
-    return {"reference": f"{kind}/{ID_PREFIX[table]}{key}"}
+    return _Done(reference=f"{kind}/{ID_PREFIX[table]}{key}")
 
 
 def _clean(value: Any) -> Any:
@@ -299,13 +306,13 @@ def _patient(r: dict[str, Any]) -> dict[str, Any]:
 
 def _omb_extension(kind: str, code: str, display: str) -> dict[str, Any]:
     """The US Core race or ethnicity extension with its OMB category (what the standard patients view reads)."""
-    return {
-        "url": US_CORE + kind,
-        "extension": [
+    return _Done(
+        url=US_CORE + kind,
+        extension=[
             {"url": "ombCategory", "valueCoding": {"system": OMB, "code": code, "display": display}},
             {"url": "text", "valueString": display},
         ],
-    }
+    )
 
 
 def _encounter(r: dict[str, Any]) -> dict[str, Any]:
@@ -380,7 +387,7 @@ def _merge(first: dict[str, Any] | None, second: dict[str, Any] | None) -> dict[
         extra = [
             c for c in second.get("coding", []) if c["system"] != OMOP_SYSTEM and (c["system"], c["code"]) not in seen
         ]
-        first = {**first, "coding": [*first.get("coding", []), *extra]}
+        first = _Done(first, coding=[*first.get("coding", []), *extra])
     return first
 
 
