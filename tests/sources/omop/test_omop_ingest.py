@@ -145,10 +145,13 @@ def test_gibleed_feeds_views_quality_and_cohorts(gibleed: tuple[cl.Lake, cl.Omop
         == "pass"
     )
 
+    from carelake.features import build_features
+
     cohort = build_cohort("readmission-30d", lake=lake)
     # Every GiBleed visit is inpatient; 896 are of adults, none is followed by another within 30 days.
     assert cohort.attrition[1]["index_events"] == 896
     assert cohort.index_events == 895 and cohort.outcomes == 0
+    assert build_features("readmission-30d", lake=lake).rows == 896  # 895 labelled + 1 still at risk
 
 
 def test_gibleed_through_cohort_features_and_model(gibleed: tuple[cl.Lake, cl.OmopIngestSummary]) -> None:
@@ -176,6 +179,31 @@ def test_gibleed_through_cohort_features_and_model(gibleed: tuple[cl.Lake, cl.Om
     assert features.rows == cohort.index_events + cohort.open_events
     model = train_model("nsaid-gi-bleed", lake=lake)
     assert model.test_rows > 300 and 0.5 < model.metrics["auroc"] <= 1.0
+
+
+def test_gibleed_exports_to_meds(gibleed: tuple[cl.Lake, cl.OmopIngestSummary], tmp_path: Path) -> None:
+    """MEDS from an OMOP-sourced lake: subjects keep their person_id (the OMOP export is tested in tests/interop)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from carelake.fhir import materialize_views, standard_views
+    from carelake.interop import export_meds
+
+    lake, _ = gibleed
+    if "patients" not in lake.catalog.tables:
+        materialize_views(standard_views(), lake=lake)
+    summary = export_meds(lake, tmp_path / "meds")
+    assert summary.subjects == 2694
+    data = pq.read_table(tmp_path / "meds" / "data")
+    subjects = set(data.column("subject_id").to_pylist())
+    assert subjects == set(lake.sql("SELECT person_id FROM omop_person").column(0).to_pylist())
+    bleeds = data.filter(pc.equal(data.column("code"), "SNOMED/74474003")).num_rows
+    assert (
+        bleeds
+        == lake.sql("SELECT count(*) FROM omop_condition_occurrence WHERE condition_concept_id = 192671")
+        .column(0)[0]
+        .as_py()
+    )
 
 
 # --- small hand-made CDMs ----------------------------------------------------------------------------------------
