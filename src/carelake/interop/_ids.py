@@ -20,6 +20,11 @@ VIEWS = Path(__file__).with_name("views")
 PERSON_IDS = "cl_person_ids"
 
 
+def integer_sql(text: str) -> str:
+    """A text column holding an integer (an OMOP id or concept id) as BIGINT; NULL when it holds anything else."""
+    return f"(CASE WHEN regexp_matches({text}, '^[0-9]{{1,18}}$') THEN CAST({text} AS BIGINT) END)"
+
+
 def load_view(name: str) -> dict[str, object]:
     """One of the export ViewDefinitions shipped in ``interop/views``."""
     return orjson.loads((VIEWS / f"{name}.json").read_bytes())
@@ -37,11 +42,10 @@ def register_person_ids(eng: Engine) -> None:
     )
     eng.create_view(
         PERSON_IDS,
-        """
+        f"""
         WITH known AS (
             SELECT patient_id,
-                   CASE WHEN regexp_matches(omop_person_id, '^[0-9]{1,18}$') THEN CAST(omop_person_id AS BIGINT) END
-                       AS omop_id
+                   {integer_sql("omop_person_id")} AS omop_id
             FROM cl_patient_identifiers),
         top AS (SELECT coalesce(max(omop_id), 0) AS top_id FROM known)
         SELECT k.patient_id,

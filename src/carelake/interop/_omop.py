@@ -71,8 +71,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from carelake._version import __version__
 from carelake.errors import ConfigError, InputError, LakeError
 from carelake.fhir._events import sql_literal, vocabulary_sql
-from carelake.interop._ids import PERSON_IDS, load_view, register_person_ids
+from carelake.interop._ids import PERSON_IDS, integer_sql, load_view, register_person_ids
 from carelake.interop._output import export_folder
+from carelake.interop._vocabulary import register_vocabulary, vocabulary_version
 from carelake.lake._lake import utc_now
 from carelake.progress import NoProgress, Progress
 from carelake.sources.omop._cdm import CdmTable, cdm_tables
@@ -139,12 +140,6 @@ MAIN_CONCEPT = {
     "measurement": "measurement_concept_id",
     "observation": "observation_concept_id",
 }
-# The vocabulary files the export reads, and the columns it needs from each.
-VOCAB_COLUMNS = {
-    "concept": ("concept_id", "concept_code", "vocabulary_id", "standard_concept", "domain_id", "invalid_reason"),
-    "concept_relationship": ("concept_id_1", "concept_id_2", "relationship_id", "invalid_reason"),
-    "vocabulary": ("vocabulary_id", "vocabulary_version"),
-}
 
 
 @dataclass
@@ -200,8 +195,8 @@ def export_omop(
             staging = work / "_staging"
             staging.mkdir()
             with closing(lake.connect(engine)) as eng:
-                vocabulary = _register_vocabulary(eng, lake, vocab, staging, progress)
-                vocabulary_version = _vocabulary_version(eng)
+                vocabulary = register_vocabulary(eng, lake, vocab, staging, progress)
+                vocab_release = vocabulary_version(eng)
                 staged = _stage_tables(eng, staging, progress)
                 skipped = _tally_skipped(eng)
                 unmapped_rows = eng.query(_unmapped_sql()).to_pylist()
@@ -210,7 +205,7 @@ def export_omop(
             for name in TABLES[:-1]:
                 rows[name] = _write_table(staged[name], tables[name], work, format, progress)
             rows["cdm_source"] = _write_rows(
-                [_cdm_source(lake, vocabulary_version, release_date or utc_now().date())],
+                [_cdm_source(lake, vocab_release, release_date or utc_now().date())],
                 tables["cdm_source"],
                 work,
                 format,
@@ -242,11 +237,6 @@ def export_omop(
 # --- SQL pieces -------------------------------------------------------------------------------------------------------
 
 
-def _int(text: str) -> str:
-    """A text column holding an integer (an OMOP id or concept id) as BIGINT; NULL when it holds anything else."""
-    return f"(CASE WHEN regexp_matches({text}, '^[0-9]{{1,18}}$') THEN CAST({text} AS BIGINT) END)"
-
-
 def _date(text: str) -> str:
     """A FHIR date or dateTime as the UTC date it falls on (a partial date as its first day)."""
     return f"CAST(cl_fhir_time({text}) AS DATE)"
@@ -275,10 +265,10 @@ def _concepts(source: str, alias: str) -> tuple[str, str, str]:
     are, else the vocabulary's concepts for the first other coding, else 0. An OMOP row's source value is the
     CodeableConcept's text, any other row's the code."""
     omop = f"{source}.omop_id IS NOT NULL"
-    concept = f"coalesce({_int(f'{source}.concept')}, {alias}.concept_id, 0)"
+    concept = f"coalesce({integer_sql(f'{source}.concept')}, {alias}.concept_id, 0)"
     source_concept = (
-        f"CASE WHEN {omop} THEN coalesce({_int(f'{source}.source_concept')}, 0) "
-        f"ELSE coalesce({_int(f'{source}.source_concept')}, {alias}.source_concept_id, 0) END"
+        f"CASE WHEN {omop} THEN coalesce({integer_sql(f'{source}.source_concept')}, 0) "
+        f"ELSE coalesce({integer_sql(f'{source}.source_concept')}, {alias}.source_concept_id, 0) END"
     )
     return concept, source_concept, f"CASE WHEN {omop} THEN {source}.text ELSE {source}.code END"
 
@@ -287,13 +277,13 @@ def _optional_concept(source: str, alias: str, prefix: str) -> str:
     """An optional concept (a value, a route, an admission source): NULL when the element is absent, else its
     OMOP coding, else the vocabulary's standard concept, else 0."""
     present = " OR ".join(f"{source}.{prefix}{part} IS NOT NULL" for part in ("concept", "code", "text"))
-    return f"CASE WHEN {present} THEN coalesce({_int(f'{source}.{prefix}concept')}, {alias}.concept_id, 0) END"
+    return f"CASE WHEN {present} THEN coalesce({integer_sql(f'{source}.{prefix}concept')}, {alias}.concept_id, 0) END"
 
 
 def _numbered(omop_id: str, order: str, source: str) -> str:
     """OMOP rows keep their id; the others are numbered after the largest OMOP id of ``source``, in ``order``."""
     return (
-        f"coalesce({omop_id}, (SELECT coalesce(max({_int('omop_id')}), 0) FROM {source}) + "
+        f"coalesce({omop_id}, (SELECT coalesce(max({integer_sql('omop_id')}), 0) FROM {source}) + "
         f"row_number() OVER (PARTITION BY {omop_id} IS NULL ORDER BY {order}))"
     )
 
@@ -344,15 +334,15 @@ def _person_sql(table: CdmTable) -> str:
     omop = "s.omop_id IS NOT NULL"
     values = {
         "person_id": "i.person_id",
-        "gender_concept_id": f"coalesce({_int('s.gender_concept')}, {_case('s.gender', GENDERS, '0')})",
+        "gender_concept_id": f"coalesce({integer_sql('s.gender_concept')}, {_case('s.gender', GENDERS, '0')})",
         "year_of_birth": f"CASE WHEN length({birth}) >= 4 THEN TRY_CAST(substr({birth}, 1, 4) AS BIGINT) END",
         "month_of_birth": f"CASE WHEN length({birth}) >= 7 THEN TRY_CAST(substr({birth}, 6, 2) AS BIGINT) END",
         "day_of_birth": f"CASE WHEN length({birth}) >= 10 THEN TRY_CAST(substr({birth}, 9, 2) AS BIGINT) END",
         "birth_datetime": (
             f"CASE WHEN length({birth}) >= 10 THEN CAST(TRY_CAST(substr({birth}, 1, 10) AS DATE) AS TIMESTAMP) END"
         ),
-        "race_concept_id": f"coalesce({_int('s.race_concept')}, {race}, 0)",
-        "ethnicity_concept_id": f"coalesce({_int('s.ethnicity_concept')}, {ethnicity}, 0)",
+        "race_concept_id": f"coalesce({integer_sql('s.race_concept')}, {race}, 0)",
+        "ethnicity_concept_id": f"coalesce({integer_sql('s.ethnicity_concept')}, {ethnicity}, 0)",
         "person_source_value": f"CASE WHEN {omop} THEN s.source_value ELSE s.id END",
         "gender_source_value": f"CASE WHEN {omop} THEN s.gender_source_value ELSE s.gender END",
         "gender_source_concept_id": "0",
@@ -379,17 +369,17 @@ def _death_sql(table: CdmTable) -> str:
 
 def _visit_sql(table: CdmTable) -> str:
     source = "cl_omop_src_omop_encounters"
-    concept = f"coalesce({_int('s.concept')}, {_case('s.class_code', VISIT_CLASSES, '0')})"
+    concept = f"coalesce({integer_sql('s.concept')}, {_case('s.class_code', VISIT_CLASSES, '0')})"
     omop = "s.omop_id IS NOT NULL"
     values = {
-        "visit_occurrence_id": _numbered(_int("s.omop_id"), "s.id", source),
+        "visit_occurrence_id": _numbered(integer_sql("s.omop_id"), "s.id", source),
         "person_id": "p.person_id",
         "visit_concept_id": concept,
         "visit_start_date": _date("s.start"),
         "visit_start_datetime": _datetime("s.start"),
         "visit_end_date": f"coalesce({_date('s.end')}, {_date('s.start')})",
         "visit_end_datetime": _datetime("s.end"),
-        "visit_type_concept_id": f"coalesce({_int('s.type_concept')}, {EHR})",
+        "visit_type_concept_id": f"coalesce({integer_sql('s.type_concept')}, {EHR})",
         "visit_source_value": f"CASE WHEN {omop} THEN s.text ELSE s.class_code END",
         "visit_source_concept_id": "0",
         "admitted_from_concept_id": _optional_concept("s", "la", "admit_"),
@@ -421,14 +411,14 @@ def _condition_sql(table: CdmTable) -> str:
     source = "cl_omop_src_omop_conditions"
     concept, source_concept, value = _concepts("s", "l")
     values = {
-        "condition_occurrence_id": _numbered(_int("s.omop_id"), "s.id", source),
+        "condition_occurrence_id": _numbered(integer_sql("s.omop_id"), "s.id", source),
         "person_id": "p.person_id",
         "condition_concept_id": concept,
         "condition_start_date": _date("s.start"),
         "condition_start_datetime": _datetime("s.start"),
         "condition_end_date": _date("s.end"),
         "condition_end_datetime": _datetime("s.end"),
-        "condition_type_concept_id": f"coalesce({_int('s.type_concept')}, {EHR})",
+        "condition_type_concept_id": f"coalesce({integer_sql('s.type_concept')}, {EHR})",
         "visit_occurrence_id": _visit_id("s"),
         "condition_source_value": value,
         "condition_source_concept_id": source_concept,
@@ -440,14 +430,14 @@ def _procedure_sql(table: CdmTable) -> str:
     source = "cl_omop_src_omop_procedures"
     concept, source_concept, value = _concepts("s", "l")
     values = {
-        "procedure_occurrence_id": _numbered(_int("s.omop_id"), "s.id", source),
+        "procedure_occurrence_id": _numbered(integer_sql("s.omop_id"), "s.id", source),
         "person_id": "p.person_id",
         "procedure_concept_id": concept,
         "procedure_date": _date("s.start"),
         "procedure_datetime": _datetime("s.start"),
         "procedure_end_date": _date("s.end"),
         "procedure_end_datetime": _datetime("s.end"),
-        "procedure_type_concept_id": f"coalesce({_int('s.type_concept')}, {EHR})",
+        "procedure_type_concept_id": f"coalesce({integer_sql('s.type_concept')}, {EHR})",
         "visit_occurrence_id": _visit_id("s"),
         "procedure_source_value": value,
         "procedure_source_concept_id": source_concept,
@@ -460,14 +450,14 @@ def _drug_sql(table: CdmTable) -> str:
     concept, source_concept, value = _concepts("s", "l")
     omop = "s.omop_id IS NOT NULL"
     values = {
-        "drug_exposure_id": _numbered(_int("s.omop_id"), "s.resource_type, s.id", source),
+        "drug_exposure_id": _numbered(integer_sql("s.omop_id"), "s.resource_type, s.id", source),
         "person_id": "p.person_id",
         "drug_concept_id": concept,
         "drug_exposure_start_date": _date("s.start"),
         "drug_exposure_start_datetime": _datetime("s.start"),
         "drug_exposure_end_date": f"coalesce({_date('s.end')}, {_date('s.start')})",
         "drug_exposure_end_datetime": _datetime("s.end"),
-        "drug_type_concept_id": f"coalesce({_int('s.type_concept')}, {EHR})",
+        "drug_type_concept_id": f"coalesce({integer_sql('s.type_concept')}, {EHR})",
         "refills": "s.refills",
         "quantity": "s.quantity",
         "days_supply": "CAST(round(s.days_supply) AS BIGINT)",
@@ -498,7 +488,7 @@ def _event_rest(source: str) -> str:
 def _routed_sql() -> str:
     """Every Observation value with its concepts resolved and the table it goes to, numbered per table."""
     source = "cl_omop_src_omop_observations"
-    omop_id = f"coalesce({_int('s.measurement_id')}, {_int('s.observation_id')})"
+    omop_id = f"coalesce({integer_sql('s.measurement_id')}, {integer_sql('s.observation_id')})"
     concept, source_concept, value = _concepts("s", "l")
     value_concept = _optional_concept("s", "lv", "value_")
     resolved = f"""
@@ -535,7 +525,7 @@ def _observation_sql(table: CdmTable, name: str) -> str:
         f"{prefix}_concept_id": "s.cl_concept",
         f"{prefix}_date": _date("s.start"),
         f"{prefix}_datetime": _datetime("s.start"),
-        f"{prefix}_type_concept_id": f"coalesce({_int('s.type_concept')}, {EHR})",
+        f"{prefix}_type_concept_id": f"coalesce({integer_sql('s.type_concept')}, {EHR})",
         "value_as_number": "s.value_number",
         "value_as_concept_id": "s.cl_value_concept",
         "unit_concept_id": "s.cl_unit_concept",
@@ -577,9 +567,9 @@ def _observation_period_sql(table: CdmTable) -> str:
         for name, (start, end) in dates.items()
     )
     kept = f"""
-        SELECT p.person_id, {_int("o.omop_id")} AS omop_id, {_date("o.start")} AS start_date,
+        SELECT p.person_id, {integer_sql("o.omop_id")} AS omop_id, {_date("o.start")} AS start_date,
                coalesce({_date("o.end")}, {_date("o.start")}) AS end_date,
-               coalesce({_int("o.type_concept")}, {EHR}) AS type_concept
+               coalesce({integer_sql("o.type_concept")}, {EHR}) AS type_concept
         FROM cl_omop_src_omop_observation_periods o JOIN cl_omop_person_ids p ON p.patient_id = o.patient_id
         WHERE o.omop_id IS NOT NULL OR o.start IS NOT NULL"""
     derived = f"""
@@ -667,103 +657,6 @@ def _unmapped_sql() -> str:
 
 
 # --- the vocabulary ---------------------------------------------------------------------------------------------------
-
-
-def _register_vocabulary(eng: Engine, lake: Lake, vocab: Path | None, staging: Path, progress: Progress) -> str | None:
-    """Define ``cl_omop_lookup`` (vocabulary_id, concept_code -> source and standard concept), ``cl_omop_domains``
-    and ``cl_omop_vocabularies``; return where the concepts came from (None: nowhere, every lookup gives 0)."""
-    names = {
-        "concept": "cl_omop_vocab_concept",
-        "concept_relationship": "cl_omop_vocab_relationship",
-        "vocabulary": "cl_omop_vocab_vocabulary",
-    }
-    bronze = lake.catalog.tables
-    if vocab is not None:
-        progress.start("OMOP: reading the vocabulary", None)
-        found = _read_vocabulary(vocab, staging / "vocabulary")
-        if "concept" not in found:
-            raise InputError(
-                f"{vocab} holds no CONCEPT table", hint="pass the folder of an Athena download (CONCEPT.csv, ...)"
-            )
-        for name, files in found.items():
-            eng.register_parquet(names[name], files)
-        where: str | None = str(vocab)
-    elif "omop_concept" in bronze:
-        found = {n: [] for n in VOCAB_COLUMNS if f"omop_{n}" in bronze}
-        for name in found:
-            columns = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in VOCAB_COLUMNS[name])
-            eng.create_view(names[name], f"SELECT {columns} FROM omop_{name}")
-        where = "lake"
-    else:
-        found, where = {}, None
-    for name, view in names.items():
-        if name not in found:
-            columns = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in VOCAB_COLUMNS[name])
-            eng.create_view(view, f"SELECT {columns} WHERE FALSE")
-    concept = f"""
-        SELECT {_int("concept_id")} AS concept_id, vocabulary_id, concept_code, standard_concept, domain_id,
-               coalesce(invalid_reason, '') AS invalid_reason
-        FROM cl_omop_vocab_concept"""
-    lookup = f"""
-        SELECT c.vocabulary_id, c.concept_code, c.concept_id AS source_concept_id,
-               CASE WHEN c.standard_concept = 'S' THEN c.concept_id ELSE coalesce(m.target_id, 0) END AS concept_id
-        FROM (SELECT *, row_number() OVER (PARTITION BY vocabulary_id, concept_code
-                  ORDER BY invalid_reason, CASE WHEN standard_concept = 'S' THEN 0 ELSE 1 END, concept_id) AS k
-              FROM ({concept}) x WHERE concept_id IS NOT NULL) c
-        LEFT JOIN (SELECT {_int("concept_id_1")} AS source_id, min({_int("concept_id_2")}) AS target_id
-                   FROM cl_omop_vocab_relationship
-                   WHERE relationship_id = 'Maps to' AND coalesce(invalid_reason, '') = ''
-                   GROUP BY {_int("concept_id_1")}) m ON m.source_id = c.concept_id
-        WHERE c.k = 1"""
-    eng.register_parquet("cl_omop_lookup", eng.write_parquet(lookup, staging / "lookup"))
-    domains = f"SELECT concept_id, min(domain_id) AS domain_id FROM ({concept}) c GROUP BY concept_id"
-    eng.register_parquet("cl_omop_domains", eng.write_parquet(domains, staging / "domains"))
-    return where
-
-
-def _read_vocabulary(folder: Path, staging: Path) -> dict[str, list[Path]]:
-    """The folder's CONCEPT, CONCEPT_RELATIONSHIP and VOCABULARY tables as text Parquet, streamed by the same
-    reader as OMOP ingestion (CSV or Athena's TSV, gzipped or not, or Parquet; any case)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from carelake.sources.omop._read import BadRow, discover, header, read_rows
-
-    def refuse(row: BadRow) -> None:
-        raise InputError(f"{source.name}:{row.line}: {row.message}", hint="repair the vocabulary file")
-
-    found: dict[str, list[Path]] = {}
-    try:
-        sources, _ = discover(folder, set(VOCAB_COLUMNS))
-    except InputError:
-        return found  # no vocabulary table at all: the caller names what is missing
-    for source in sources:
-        if source.kind == "duckdb":
-            continue
-        wanted = VOCAB_COLUMNS[source.table]
-        columns = header(source)
-        missing = [c for c in wanted if c not in columns and c not in ("invalid_reason", "vocabulary_version")]
-        if missing:
-            raise InputError(
-                f"{source.name}:1: the header lacks the column(s) {', '.join(missing)}",
-                hint="vocabulary files need the OMOP CDM column names (an Athena download has them)",
-            )
-        target = staging / f"{source.table}-{len(found.get(source.table, []))}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        schema = pa.schema([(c, pa.string()) for c in wanted])
-        with pq.ParquetWriter(target, schema, compression="zstd") as writer:
-            for batch in read_rows(source, columns, refuse, lambda n: None):
-                arrays = [batch.column(c) if c in columns else pa.nulls(batch.num_rows, pa.string()) for c in wanted]
-                writer.write_batch(pa.record_batch(arrays, schema=schema))
-        found.setdefault(source.table, []).append(target)
-    return found
-
-
-def _vocabulary_version(eng: Engine) -> str:
-    version = eng.query(
-        "SELECT min(vocabulary_version) AS v FROM cl_omop_vocab_vocabulary WHERE vocabulary_id = 'None'"
-    ).column("v")[0]
-    return version.as_py() or ""
 
 
 # --- writing ----------------------------------------------------------------------------------------------------------
