@@ -227,33 +227,29 @@ def _reference(table: str, key: int | None) -> dict[str, str] | None:
     return _Done(reference=f"{kind}/{ID_PREFIX[table]}{key}")
 
 
+_EMPTY = object()
+
+
 def _clean(value: Any) -> Any:
     """Drop empty members: FHIR JSON has no nulls, empty strings, arrays or objects."""
     if type(value) is dict:
         out = {}
         for key, member in value.items():
-            kind = type(member)
-            if kind is dict or kind is list:
-                member = _clean(member)
-                if not member:
-                    continue
-            elif member is None or member == "":
-                continue
-            out[key] = member
+            if (kept := _kept(member)) is not _EMPTY:
+                out[key] = kept
         return out
     if type(value) is list:
-        out_list = []
-        for member in value:
-            kind = type(member)
-            if kind is dict or kind is list:
-                member = _clean(member)
-                if not member:
-                    continue
-            elif member is None or member == "":
-                continue
-            out_list.append(member)
-        return out_list
+        return [kept for member in value if (kept := _kept(member)) is not _EMPTY]
     return value
+
+
+def _kept(member: Any) -> Any:
+    """A member cleaned, or ``_EMPTY`` when nothing of it is left."""
+    kind = type(member)
+    if kind is dict or kind is list:
+        member = _clean(member)
+        return member if member else _EMPTY
+    return _EMPTY if member is None or member == "" else member
 
 
 def _patient(r: dict[str, Any]) -> dict[str, Any]:
