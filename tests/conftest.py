@@ -67,3 +67,12 @@ def viewed_lake(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int]
         return root, lake, as_of
 
     return make
+
+
+@pytest.fixture(scope="session")
+def gibleed(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """(lake, summary): the Eunomia GiBleed OMOP CDM ingested once per session (OMOP ingestion and the exports)."""
+    import carelake as cl
+
+    lake = cl.open_lake(tmp_path_factory.mktemp("gibleed") / "lake")
+    return lake, cl.ingest_omop(testdata / "omop-eunomia-gibleed" / "cdm_v5.3", lake=lake)

@@ -118,19 +118,20 @@ def _differences(eng: Any, left: str, right: str) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def gibleed(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[cl.Lake, Path, OmopExportSummary]:
-    root = tmp_path_factory.mktemp("gibleed")
-    lake = cl.open_lake(root / "lake")
-    cl.ingest_omop(testdata / GIBLEED, lake=lake, keep_raw=False)
-    summary = export_omop(lake, root / "omop", release_date=RELEASED)
-    return lake, root / "omop", summary
+def gibleed_export(
+    gibleed: tuple[cl.Lake, Any], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[cl.Lake, Path, OmopExportSummary]:
+    """The session's GiBleed lake (tests/conftest.py) exported once."""
+    lake, _ = gibleed
+    out = tmp_path_factory.mktemp("gibleed-omop") / "omop"
+    return lake, out, export_omop(lake, out, release_date=RELEASED)
 
 
 @pytest.mark.parametrize("table", CLINICAL)
 def test_gibleed_round_trip_gives_the_stored_rows_back(
-    gibleed: tuple[cl.Lake, Path, OmopExportSummary], table: str
+    gibleed_export: tuple[cl.Lake, Path, OmopExportSummary], table: str
 ) -> None:
-    lake, out, summary = gibleed
+    lake, out, summary = gibleed_export
     shared = [c for c in CDM[table].columns if RENAMED_FROM_53.get(c, c) in CDM_53[table].columns]
     compared = [c for c in shared if c not in NOT_CARRIED[table]]
     vaccine = "drug_concept_id IN (SELECT concept_id FROM omop_concept WHERE vocabulary_id = 'CVX')"
@@ -156,8 +157,8 @@ def test_gibleed_round_trip_gives_the_stored_rows_back(
     assert CDM[table].columns[0] in compared and "person_id" in compared
 
 
-def test_gibleed_export_says_what_it_did(gibleed: tuple[cl.Lake, Path, OmopExportSummary]) -> None:
-    _, out, summary = gibleed
+def test_gibleed_export_says_what_it_did(gibleed_export: tuple[cl.Lake, Path, OmopExportSummary]) -> None:
+    _, out, summary = gibleed_export
     assert summary.vocabulary == "lake" and summary.skipped == {}
     assert summary.unmapped == dict.fromkeys(_omop.MAIN_CONCEPT, 0)
     assert (out / "unmapped_codes.csv").read_text() == "table,system,code,rows\n"
@@ -315,7 +316,7 @@ def synthetic(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     return lake, root / "omop", summary
 
 
-@pytest.mark.parametrize("which", ["gibleed", "synthetic", "handmade"])
+@pytest.mark.parametrize("which", ["gibleed_export", "synthetic", "handmade"])
 def test_every_table_has_the_cdm_5_4_columns_types_and_required_values(
     which: str, request: pytest.FixtureRequest
 ) -> None:

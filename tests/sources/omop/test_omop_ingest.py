@@ -40,12 +40,6 @@ GIBLEED_STORED = {
 }
 
 
-@pytest.fixture(scope="module")
-def gibleed(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[cl.Lake, cl.OmopIngestSummary]:
-    lake = cl.open_lake(tmp_path_factory.mktemp("gibleed") / "lake")
-    return lake, ingest_omop(testdata / GIBLEED, lake=lake)
-
-
 def test_gibleed_lands_with_exact_counts(gibleed: tuple[cl.Lake, cl.OmopIngestSummary]) -> None:
     lake, summary = gibleed
     assert summary.cdm_version == "5.3" and summary.version_from == "cdm_source.cdm_version"
