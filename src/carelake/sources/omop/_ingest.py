@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,17 +134,9 @@ def ingest_omop(
         staged, bad_rows, extras = _stage_text(tx, sources, headers, tables, keep_raw=keep_raw, progress=progress)
         progress.start(f"checking CDM {version} rows on {engine}", None)
         try:
-            from carelake.engine import make_engine
-
-            eng = make_engine(engine, spark_master=spark_master, memory_limit=memory_limit)
-            try:
-                the_lake_tables = tx.lake.catalog.tables
-                for name, files in the_lake_tables.items():
-                    eng.register_parquet(name, [tx.lake.root / f for f in files.files])
+            with closing(the_lake.connect(engine, spark_master=spark_master, memory_limit=memory_limit)) as eng:
                 counts, problems, new_files = _decide(eng, tx, staged, bad_rows, extras, tables)
                 fhir = _to_fhir(eng, tx, new_files, version) if to_fhir else {}
-            finally:
-                eng.close()
         finally:
             progress.stop()
         seconds = round(time.perf_counter() - started, 3)
