@@ -91,4 +91,5 @@ def test_demo_cli_prints_figures_and_next_steps(tmp_path: Path) -> None:
     assert Path(summary["report"]).is_file()
     assert " --lake " in result.stderr and " status" in result.stderr and "records" in result.stderr
     assert "standard views as silver tables" in result.stderr and "matching" in result.stderr
+    assert "exports    MEDS" in result.stderr and "leak sweep: no identifier found" in result.stderr
     assert " serve --analysis-lake " in result.stderr and "sign in as admin with token " in result.stderr

@@ -80,6 +80,12 @@ def demo_command(
             f"{model['metrics']['calibration_slope']:.2f}; worklist of {model['worklist']['patients']:,} patients "
             f"at risk now"
         )
+    exports = summary.stages["exports"]
+    say(
+        f"exports    MEDS {exports['meds']['subjects']:,} subjects, {exports['meds']['events']:,} events; OMOP CDM 5.4 "
+        f"{exports['omop']['rows']['person']:,} persons, {sum(exports['omop']['rows'].values()):,} rows; leak sweep: "
+        f"{'no identifier found' if exports['verify']['passed'] else 'LEAKS FOUND'}"
+    )
     say(f"report     {summary.report}")
     web = summary.stages["web"]
     # Under `make demo` the virtualenv is not on PATH: show the commands as they can be pasted.
