@@ -59,7 +59,6 @@ def ingest_fhir_command(
 
 
 def _print_summary(s: dict) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"ingest {s['run_id']} ({s['engine']})", title_justify="left")
@@ -81,17 +80,7 @@ def _print_summary(s: dict) -> None:
         f"{refs['unresolved_literal']:,} literal, {refs['unresolved_conditional']:,} conditional",
         highlight=False,
     )
-    for rule, n in s["quarantined_by_rule"].items():
-        err.print(f"[yellow]quarantined[/] {n:,} × {escape(rule)}", highlight=False)
-    for problem in s["problems"][:10]:
-        where = problem["source_file"] + (f":{problem['line']}" if problem["line"] is not None else "")
-        if problem["entry_index"] is not None:
-            where += f" entry[{problem['entry_index']}]"
-        err.print(f"  {escape(where)}: {escape(problem['rule'])}: {escape(problem['message'])}", highlight=False)
-    if s["quarantined"] > 10:
-        err.print('  … see all with: carelake sql "select * from quarantine"', highlight=False, markup=False)
-    for skipped in s["skipped_files"][:5]:
-        err.print(f"[dim]skipped {escape(skipped['path'])}: {escape(skipped['reason'])}[/]", highlight=False)
+    _print_refused(s)
 
 
 @ingest_app.command(
@@ -165,10 +154,19 @@ def _print_omop_summary(s: dict) -> None:
         err.print(f"as FHIR: {made or 'nothing new'}", highlight=False, markup=False)
     for name, columns in s["extra_columns"].items():
         err.print(f"[dim]{name}: kept columns the CDM does not define: {escape(', '.join(columns))}[/]")
+    _print_refused(s)
+
+
+def _print_refused(s: dict) -> None:
+    """What any ingest quarantined (by rule, then the first records by locator) and the files it passed over."""
+    from rich.markup import escape
+
     for rule, n in s["quarantined_by_rule"].items():
         err.print(f"[yellow]quarantined[/] {n:,} × {escape(rule)}", highlight=False)
     for problem in s["problems"][:10]:
-        where = f"{problem['source_file']}:{problem['line']}"
+        where = problem["source_file"] + (f":{problem['line']}" if problem["line"] is not None else "")
+        if problem.get("entry_index") is not None:
+            where += f" entry[{problem['entry_index']}]"
         err.print(f"  {escape(where)}: {escape(problem['rule'])}: {escape(problem['message'])}", highlight=False)
     if s["quarantined"] > 10:
         err.print('  … see all with: carelake sql "select * from quarantine"', highlight=False, markup=False)
