@@ -153,3 +153,35 @@ def test_sql_snapshots() -> None:
             path.parent.mkdir(exist_ok=True)
             path.write_text(text)
         assert text == path.read_text(), f"{path.name} changed; rerun with CARELAKE_UPDATE_SNAPSHOTS=1 if intended"
+
+
+def _coded(id_: str, code: str) -> str:
+    """An Observation as NDJSON text, with the code written as given (possibly escaped)."""
+    return (
+        f'{{"resourceType": "Observation", "id": "{id_}", "status": "final", '
+        f'"code": {{"coding": [{{"system": "http://loinc.org", "code": "{code}"}}]}}}}'
+    )
+
+
+def test_where_reads_only_resources_holding_its_strings(engine: str, tmp_path: Path) -> None:
+    """A where on a string value scans the text first; escaped JSON still matches, computed values add no scan."""
+    source = tmp_path / "in.ndjson"
+    source.write_text("\n".join([_coded("o1", "8302-2"), _coded("o2", "29463-7"), _coded("o3", "8302\\u002d2")]) + "\n")
+    lake = cl.open_lake(tmp_path / "lake")
+    cl.ingest_fhir([source], lake=lake)
+    view = {
+        "resource": "Observation",
+        "constant": [{"name": "loinc", "valueUri": "http://loinc.org"}],
+        "select": [{"column": [{"name": "id", "path": "id"}]}],
+        "where": [{"path": "code.coding.where(system = %loinc and code = '8302-2').exists()"}],
+    }
+    sql = compile_view(view)
+    assert "contains(resource, '8302-2')" in sql and "contains(resource, 'http://loinc.org')" in sql
+    assert sorted(r["id"] for r in run_view(view, lake=lake, engine=engine).to_pylist()) == ["o1", "o3"]
+
+    computed = {**view, "where": [{"path": "code.coding.code.first().replace('-', '') = '83022'"}]}
+    assert "contains(resource" not in compile_view(computed)
+    assert sorted(r["id"] for r in run_view(computed, lake=lake, engine=engine).to_pylist()) == ["o1", "o3"]
+    either = {**view, "where": [{"path": "code.coding.code = '8302-2' or code.coding.code = '29463-7'"}]}
+    assert "contains(resource" not in compile_view(either)
+    assert len(run_view(either, lake=lake, engine=engine)) == 3

@@ -38,6 +38,7 @@ from carelake.fhir._expressions import (
     sql_type,
 )
 from carelake.fhir._fhirpath import Call, Variable, parse
+from carelake.fhir._prefilter import required_text, text_filter
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]+$")
@@ -386,6 +387,16 @@ class _ViewCompiler:
             conditions.append(self._condition(value, element, replace(self.scope, element=element)))
         return conditions
 
+    def required_text(self) -> set[str]:
+        """What the resource text must contain for every where clause to hold (see ``_prefilter``)."""
+        strings = {
+            c["name"]: c[key]
+            for c in self.view.get("constant", [])
+            for key in c
+            if _CONSTANT_TYPES.get(key) == "string" and isinstance(c[key], str) and isinstance(c.get("name"), str)
+        }
+        return {text for clause in self.view.get("where", []) for text in required_text(parse(clause["path"]), strings)}
+
     def rows_sql(self) -> tuple[str, list[Column]]:
         """The query for the view's select and where, and its columns."""
         selects = self.view.get("select")
@@ -395,9 +406,11 @@ class _ViewCompiler:
         if not rows.columns:
             raise _fail("select", "the view defines no columns")
         conditions = [f"{ROOT} IS NOT NULL", *self.where()]
+        selected = [f"resource_type = {sql_string(self.resource_type)}"]
+        prefilter = text_filter("resource", self.required_text())
         parsed = (
             f"(SELECT cl_fp_parse(resource) AS {ROOT} FROM resources "
-            f"WHERE resource_type = {sql_string(self.resource_type)}) AS _cl_parsed"
+            f"WHERE {' AND '.join(selected + ([prefilter] if prefilter else []))}) AS _cl_parsed"
         )
         source = (
             f"(SELECT {ROOT}, cl_fp_str(cl_fp_at(cl_fp_get({ROOT}, 'id'), 0)) AS {KEY} FROM {parsed}) AS _cl_source"

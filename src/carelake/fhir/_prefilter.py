@@ -1,0 +1,76 @@
+"""Text a resource must contain for a view's ``where`` to hold: a cheap scan before the JSON parse.
+
+A view restricted to one code (``code.coding.where(system = %loinc and code = '8302-2').exists()``) reads
+a small fraction of its resources, but compiled naively it parses every one of them to find out. Parsing
+is the cost of a view; a substring test on the stored text is about thirty times cheaper. So when a
+``where`` clause can only be true if the resource holds certain string values, the compiled query first
+keeps the resources whose text contains them all, and parses only those.
+
+Soundness: an equality between a string and an element read straight from the resource (members,
+``where``, ``first``, ``ofType``… never a computed value such as ``lower()``) holds only when the element's
+text is that string, and a JSON text holds a string verbatim unless it escapes a character — which takes a
+backslash. Resources whose text has a backslash are therefore always kept, whatever they contain. Only
+``and``, ``=`` and ``exists`` are looked through; any other shape requires nothing, so no filter is added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from carelake.fhir._fhirpath import Binary, Call, Constant, Indexer, Literal, Member, Node, Variable
+
+# FHIRPath functions that return elements of their input unchanged (a subset of it).
+_NAVIGATING = {"where", "first", "last", "single", "tail", "skip", "take", "ofType", "extension", "children"}
+
+
+def required_text(tree: Node, strings: Mapping[str, str]) -> set[str]:
+    """Strings the resource text must contain for ``tree`` (a boolean FHIRPath) to be true.
+
+    ``strings`` are the view's string-typed constants by name. The empty set means no requirement.
+    """
+    if isinstance(tree, Binary) and tree.op == "and":
+        return required_text(tree.left, strings) | required_text(tree.right, strings)
+    if isinstance(tree, Binary) and tree.op == "=":
+        for value, other in ((tree.left, tree.right), (tree.right, tree.left)):
+            text = _string(value, strings)
+            if text and _reads_resource(other):
+                return {text}
+        return set()
+    if isinstance(tree, Call) and tree.name == "exists" and _reads_resource(tree.target):
+        if tree.args:
+            return required_text(tree.args[0], strings)
+        target = tree.target
+        if isinstance(target, Call) and target.name == "where" and target.args:
+            return required_text(target.args[0], strings)
+    return set()
+
+
+def _string(node: Node, strings: Mapping[str, str]) -> str | None:
+    if isinstance(node, Literal) and node.type == "string" and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, Constant):
+        return strings.get(node.name)
+    return None
+
+
+def _reads_resource(node: Node | None) -> bool:
+    """Is ``node`` a path into the focus whose values are elements as written (not computed)?"""
+    if node is None:
+        return True
+    if isinstance(node, Member):
+        return _reads_resource(node.target)
+    if isinstance(node, Indexer):
+        return _reads_resource(node.target)
+    if isinstance(node, Call):
+        return node.name in _NAVIGATING and _reads_resource(node.target)
+    return isinstance(node, Variable) and node.name == "this"
+
+
+def text_filter(column: str, required: set[str]) -> str | None:
+    """SQL keeping the rows whose ``column`` contains every required string (or has an escape)."""
+    if not required:
+        return None
+    from carelake.fhir._expressions import sql_string
+
+    tests = " AND ".join(f"contains({column}, {sql_string(text)})" for text in sorted(required))
+    return f"(({tests}) OR contains({column}, '\\'))"
