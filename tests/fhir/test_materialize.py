@@ -82,3 +82,48 @@ def test_materialize_cli(synthea_lake: Path, testdata: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["patient_demographics"] == 17
+
+
+def _last_summary(lake: cl.Lake) -> dict:
+    return json.loads((lake.root / lake.catalog.runs[-1]["manifest"]).read_text())["summary"]
+
+
+def _rows(lake: cl.Lake, name: str, engine: str = "duckdb") -> list[tuple]:
+    return sorted(
+        tuple(str(v) for v in r.values()) for r in lake.sql(f"SELECT * FROM {name}", engine=engine).to_pylist()
+    )
+
+
+def test_refresh_computes_only_what_changed(engine: str, tmp_path: Path, testdata: Path) -> None:
+    """A new day's data: only its resources, and those of runs that lost a resource to a new version, are read."""
+    lake = cl.open_lake(tmp_path / "lake")
+    bulk = testdata / "synthea-fhir-r4" / "bulk-ndjson-10-patients"
+    cl.ingest_fhir([bulk], lake=lake, engine=engine)
+    views = cl.fhir.standard_views()
+    materialize_views(views, lake=lake, engine=engine)
+    first = _last_summary(lake)["resources_computed"]
+    assert first["conditions"] == lake.sql("SELECT count(*) FROM Condition").column(0)[0].as_py()
+
+    # Day two: four more patients as transaction bundles, and a corrected record of one known patient.
+    patient = json.loads((bulk / "Patient.000.ndjson").read_text().splitlines()[0])
+    patient["gender"] = "unknown" if patient.get("gender") != "unknown" else "other"
+    update = tmp_path / "day2" / "Patient.ndjson"
+    update.parent.mkdir()
+    update.write_text(json.dumps(patient) + "\n")
+    day2 = cl.ingest_fhir([testdata / "synthea-fhir-r4" / "transaction-bundles", update], lake=lake, engine=engine)
+    assert day2.new_versions == 1
+    counts = materialize_views(views, lake=lake, engine=engine)
+    computed = _last_summary(lake)["resources_computed"]
+    new_conditions = day2.by_type["Condition"]["stored"]
+    assert computed["conditions"] == new_conditions  # the first day's conditions were not read again
+    assert computed["patients"] == lake.sql("SELECT count(*) FROM Patient").column(0)[0].as_py()  # day one changed
+    incremental = {v["name"]: _rows(lake, v["name"], engine) for v in views}
+
+    assert materialize_views(views, lake=lake, engine=engine) == counts  # nothing new: nothing read
+    assert set(_last_summary(lake)["resources_computed"].values()) == {0}
+    assert {v["name"]: _rows(lake, v["name"], engine) for v in views} == incremental
+
+    assert materialize_views(views, lake=lake, engine=engine, full=True) == counts
+    assert {v["name"]: _rows(lake, v["name"], engine) for v in views} == incremental
+    genders = {r["id"]: r["gender"] for r in lake.sql("SELECT id, gender FROM patients").to_pylist()}
+    assert genders[patient["id"]] == patient["gender"]  # the corrected record, not the first

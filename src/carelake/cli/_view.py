@@ -71,17 +71,24 @@ def view_materialize_command(
     standard: Annotated[
         bool, typer.Option("--standard", help="Include carelake's standard views (patients, encounters, …).")
     ] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Compute every row again, not only those of resources that changed.")
+    ] = False,
     engine: EngineOption = EngineChoice.duckdb,
     json: JsonOption = False,
 ) -> None:
-    """Write each view as a silver table named by the view's name, replacing the previous rows, in one commit."""
+    """Write each view as a silver table named by the view's name, in one commit.
+
+    A refresh reads only the resources stored since the last one (and those of ingestion runs that lost a
+    resource to a newer version); the rest of each table is kept.
+    """
     from carelake.fhir import load_views, materialize_views, standard_views
     from carelake.lake import open_lake
 
     if not paths and not standard:
         raise InputError("no views to materialize", hint="pass ViewDefinition files or folders, or --standard")
     views = (standard_views() if standard else []) + load_views(paths or [])
-    counts = materialize_views(views, lake=open_lake(state.lake, create=False), engine=engine.value)
+    counts = materialize_views(views, lake=open_lake(state.lake, create=False), engine=engine.value, full=full)
     if json:
         emit_json(counts)
     for name, rows in counts.items():

@@ -125,7 +125,8 @@ def _as_list(rows: _Rows, scope: Scope) -> str:
 
 
 class _ViewCompiler:
-    def __init__(self, view: Any) -> None:
+    def __init__(self, view: Any, resources: str = "resources") -> None:
+        self.resources = resources
         if not isinstance(view, Mapping):
             raise _fail("", "a ViewDefinition must be a JSON object")
         self.view = view
@@ -409,7 +410,7 @@ class _ViewCompiler:
         selected = [f"resource_type = {sql_string(self.resource_type)}"]
         prefilter = text_filter("resource", self.required_text())
         parsed = (
-            f"(SELECT cl_fp_parse(resource) AS {ROOT} FROM resources "
+            f"(SELECT cl_fp_parse(resource) AS {ROOT} FROM {self.resources} "
             f"WHERE {' AND '.join(selected + ([prefilter] if prefilter else []))}) AS _cl_parsed"
         )
         source = (
@@ -504,8 +505,11 @@ def _field(name: str) -> str:
     return f"f_{name}"
 
 
-def compile_view(view: Mapping[str, Any]) -> str:
+def compile_view(view: Mapping[str, Any], *, resources: str = "resources") -> str:
     """Compile a SQL-on-FHIR v2 ViewDefinition to one SQL query over ``resources``.
+
+    ``resources`` may name another table or subquery with the same columns (``resource_type``,
+    ``resource``): a part of the lake, for an incremental refresh.
 
     The query is DuckDB SQL plus carelake's ``cl_`` functions (run it with an engine from
     :func:`carelake.engine.make_engine`, which defines them). An invalid view raises
@@ -516,4 +520,4 @@ def compile_view(view: Mapping[str, Any]) -> str:
         >>> print(sql[: sql.index(",")])
         SELECT cl_fp_str(cl_fp_one(cl_fp_get(_cl_r
     """
-    return _ViewCompiler(view).compile()
+    return _ViewCompiler(view, resources).compile()

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from carelake.errors import ConfigError, InputError
 from carelake.fhir._compile import compile_view
 from carelake.fhir._errors import ViewDefinitionError
+from carelake.fhir._expressions import sql_string
 
 if TYPE_CHECKING:
     from carelake.lake import Lake
@@ -48,13 +49,20 @@ def standard_views() -> list[dict[str, Any]]:
     return load_views([STANDARD])
 
 
-def materialize_views(views: Iterable[Mapping[str, Any]], *, lake: Lake, engine: str = "duckdb") -> dict[str, int]:
+def materialize_views(
+    views: Iterable[Mapping[str, Any]], *, lake: Lake, engine: str = "duckdb", full: bool = False
+) -> dict[str, int]:
     """Write each view's rows as the silver table named by the view's ``name``; return rows per table.
 
     Every view is compiled before anything runs, so one bad view stops the job before it writes; all tables
     are replaced in one commit, so re-running refreshes them without duplicating rows.
+
+    The refresh is incremental: a view's rows come from one resource each, so the rows of resources stored
+    by ingestion runs that changed nothing since the last refresh are kept, and only the runs that are new,
+    or lost resources to newer versions, are computed again (``full=True`` computes everything).
     """
     compiled: dict[str, str] = {}
+    by_name: dict[str, Mapping[str, Any]] = {}
     for index, view in enumerate(views):
         name = view.get("name")
         if not isinstance(name, str) or not NAME.match(name):
@@ -64,6 +72,7 @@ def materialize_views(views: Iterable[Mapping[str, Any]], *, lake: Lake, engine:
         if name in compiled:
             raise ViewDefinitionError(f"view {index}: a second view is named {name!r}")
         compiled[name] = compile_view(view)
+        by_name[name] = view
     existing = {n.lower(): entry for n, entry in [*lake.catalog.views.items(), *lake.catalog.tables.items()]}
     for name in compiled:
         clash = existing.get(name.lower())
@@ -74,15 +83,84 @@ def materialize_views(views: Iterable[Mapping[str, Any]], *, lake: Lake, engine:
             )
     counts: dict[str, int] = {}
     fingerprints = {name: _fingerprint(sql) for name, sql in compiled.items()}
-    parameters = {"views": sorted(compiled), "engine": engine, "fingerprints": fingerprints}
+    previous = {} if full else _last_groups(lake, set(compiled))
+    parameters = {"views": sorted(compiled), "engine": engine, "fingerprints": fingerprints, "full": full}
+    groups: dict[str, dict[str, Any]] = {}
+    computed: dict[str, int] = {}
     with lake.transaction(STAGE, parameters=parameters) as tx:
         with closing(lake.connect(engine)) as eng:
+            runs: dict[str, dict[str, int]] = {}  # resource type -> its current resources per ingestion run
             for name, sql in compiled.items():
-                files = eng.write_parquet(sql, tx.staging / "views" / name)
-                counts[name] = sum(pq.read_metadata(f).num_rows for f in files)
-                tx.replace(name, layer="silver", files=files, rows=counts[name])
-        tx.summary = {"rows": counts}
+                resource_type = by_name[name]["resource"]
+                if resource_type not in runs:
+                    runs[resource_type] = _current_by_run(eng, resource_type)
+                current = runs[resource_type]
+                entry = lake.catalog.tables.get(name)
+                kept = _unchanged(previous.get(name), fingerprints[name], entry, current)
+                covered = {run for group in kept.values() for run in group["runs"]}
+                todo = {run: n for run, n in current.items() if run not in covered}
+                groups[name] = dict(kept)
+                files: list[Path] = []
+                rows = 0
+                if todo or not kept:
+                    if kept:  # only the changed runs' resources
+                        listed = ", ".join(sql_string(run) for run in sorted(todo))
+                        part = f"(SELECT * FROM resources WHERE run_id IN ({listed})) AS resources"
+                        sql = compile_view(by_name[name], resources=part)
+                    files = eng.write_parquet(sql, tx.staging / "views" / name)
+                    rows = sum(pq.read_metadata(f).num_rows for f in files)
+                    groups[name][tx.run_id] = {"runs": todo, "rows": rows}
+                kept_files = [f for f in (entry.files if entry else []) if _group_of(f) in kept]
+                kept_rows = sum(group["rows"] for group in kept.values())
+                tx.replace(name, layer="silver", files=files, rows=rows, keep=kept_files, kept_rows=kept_rows)
+                counts[name] = rows + kept_rows
+                computed[name] = sum(todo.values())
+        tx.summary = {"rows": counts, "resources_computed": computed, "groups": groups}
     return counts
+
+
+def _current_by_run(eng: Any, resource_type: str) -> dict[str, int]:
+    """How many current resources of a type each ingestion run stored (it only falls, as versions arrive)."""
+    table = eng.query(
+        f"SELECT run_id, count(*) AS n FROM resources WHERE resource_type = {sql_string(resource_type)} GROUP BY 1"
+    )
+    return {row["run_id"]: row["n"] for row in table.to_pylist()}
+
+
+def _group_of(file: str) -> str:
+    """The materialisation run that wrote a silver file (files are named <run id>-<n>.parquet)."""
+    return Path(file).stem.rsplit("-", 1)[0]
+
+
+def _last_groups(lake: Lake, names: set[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Per view, the fingerprint and row groups recorded by the newest materialisation that wrote it."""
+    import json
+
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for run in reversed(lake.catalog.runs):
+        if run["job"] != STAGE or not run.get("manifest") or not names - set(found):
+            continue
+        manifest = json.loads((lake.root / run["manifest"]).read_text())
+        fingerprints = manifest.get("parameters", {}).get("fingerprints", {})
+        for name, groups in manifest.get("summary", {}).get("groups", {}).items():
+            if name in names and name not in found:
+                found[name] = (fingerprints.get(name, ""), groups)
+    return found
+
+
+def _unchanged(
+    previous: tuple[str, dict[str, Any]] | None, fingerprint: str, entry: Any, current: dict[str, int]
+) -> dict[str, Any]:
+    """The row groups of the last refresh that still hold: same definition, and none of their runs changed."""
+    if previous is None or entry is None or previous[0] != fingerprint:
+        return {}
+    groups = previous[1]
+    written = {_group_of(f) for f in entry.files}
+    if written - set(groups) or any(g["rows"] and name not in written for name, g in groups.items()):
+        return {}  # the table was written by something else since
+    return {
+        name: group for name, group in groups.items() if all(current.get(run) == n for run, n in group["runs"].items())
+    }
 
 
 def _fingerprint(sql: str) -> str:

@@ -6,7 +6,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,7 +178,7 @@ class Transaction:
         self.staging.mkdir(parents=True)
         self.summary: dict[str, Any] = {}
         self._appends: list[tuple[str, str, list[Path], int]] = []
-        self._replaced: dict[str, str] = {}
+        self._replaced: dict[str, tuple[str, list[str], int]] = {}
         self._new_tables: dict[str, tuple[str, pa.Schema]] = {}
         self._views: dict[str, ViewEntry] = {}
         self._raw: list[tuple[Path, str]] = []
@@ -210,9 +210,15 @@ class Transaction:
         shutil.copyfile(source, staged)
         self._raw.append((staged, target))
 
-    def replace(self, table: str, *, layer: str, files: list[Path], rows: int) -> None:
-        """Make staged Parquet files the whole content of a table at commit (a full refresh)."""
-        self._replaced[table] = layer
+    def replace(
+        self, table: str, *, layer: str, files: list[Path], rows: int, keep: Sequence[str] = (), kept_rows: int = 0
+    ) -> None:
+        """Make staged Parquet files the whole content of a table at commit (a refresh).
+
+        ``keep`` lists committed files of the table (as the catalog names them) that stay part of it, holding
+        ``kept_rows`` rows: an incremental refresh rewrites only what changed.
+        """
+        self._replaced[table] = (layer, list(keep), kept_rows)
         self.append(table, layer=layer, files=files, rows=rows)
 
     def define_view(self, name: str, sql: str, *, layer: str) -> None:
@@ -230,9 +236,12 @@ class Transaction:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(schema.empty_table(), target)
                 catalog.tables[table] = TableEntry(layer=layer, files=[_rel(root, target)], rows=0)
-        for table, layer in self._replaced.items():
+        for table, (layer, keep, kept_rows) in self._replaced.items():
             # The old files stay on disk until the next writer's garbage collection: readers may hold them.
-            catalog.tables[table] = TableEntry(layer=layer)
+            current = catalog.tables.get(table)
+            if set(keep) - set(current.files if current else []):
+                raise LakeError(f"table {table} no longer has the files this job meant to keep", hint="run it again")
+            catalog.tables[table] = TableEntry(layer=layer, files=list(keep), rows=kept_rows)
         for table, layer, files, rows in self._appends:
             entry = catalog.tables.setdefault(table, TableEntry(layer=layer))
             folder = root / layer / table
