@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/interop.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/web_load.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/cluster.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info carelake-lake carelake-demo bench/out

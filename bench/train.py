@@ -72,9 +72,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit
 start = time.perf_counter()
 frame = table.drop_columns(["index_event_id", "index_time"]).to_pandas()
-y = frame.pop("outcome").to_numpy()
+frame = frame[frame["outcome"].notna()]  # events whose outcome is not known yet
+y = frame.pop("outcome").astype(int).to_numpy()
 groups = frame.pop("patient_id").to_numpy()
-for c in ("sex", "race", "ethnicity", "discharge_disposition"):
+for c in frame.select_dtypes(include=["object", "string"]).columns:
     frame[c] = frame[c].astype("category")
 train, test = next(GroupShuffleSplit(n_splits=1, test_size=0.25, random_state=7).split(frame, groups=groups))
 model = HistGradientBoostingClassifier(categorical_features="from_dtype", early_stopping=True, random_state=7)
