@@ -217,7 +217,11 @@ def cold_start(repeat: int = 5) -> dict[str, float]:
 
 
 def ladder(sizes: list[int], spark_up_to: int, out: Path) -> dict[str, Any]:
-    results: dict[str, Any] = {"sizes": {}, "peers": {stage: label for stage, (label, _) in PEERS.items()}}
+    results: dict[str, Any] = {
+        "measured": time.strftime("%Y-%m-%d"),
+        "sizes": {},
+        "peers": {stage: label for stage, (label, _) in PEERS.items()},
+    }
     for patients in sizes:
         root = out / f"scale-{patients}"
         shutil.rmtree(root, ignore_errors=True)
@@ -268,22 +272,37 @@ def slope(points: list[tuple[int, float]]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
+def projected(sizes: list[str], seconds: list[float], target: int = 1_000_000) -> float:
+    """Seconds at ``target`` patients, from the largest size measured and the growth exponent (at least 1:
+    the small sizes' fixed costs make exponents below 1 that large sizes do not keep)."""
+    b = slope([(int(n), t) for n, t in zip(sizes, seconds, strict=True)]) or 1.0
+    return seconds[-1] * (target / int(sizes[-1])) ** max(b, 1.0)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:,.1f} h" if seconds >= 3600 else f"{seconds / 60:,.0f} min"
+
+
 def markdown(results: dict[str, Any]) -> str:
     sizes = sorted(results["sizes"], key=int)
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d')} by `python bench/scale.py --patients {' '.join(sizes)}` "
+        f"Measured {results['measured']} by `python bench/scale.py --patients {' '.join(sizes)}` "
         "(each stage in a fresh interpreter; peak RSS of its process tree).",
         "",
-        "| stage | " + " | ".join(f"{int(s):,} patients" for s in sizes) + " | growth exponent |",
-        "|---|" + "---:|" * len(sizes) + "---:|",
+        "| stage | "
+        + " | ".join(f"{int(s):,} patients" for s in sizes)
+        + " | growth exponent | 1 M patients, projected |",
+        "|---|" + "---:|" * len(sizes) + "---:|---:|",
     ]
     for stage in STAGES:
         cells = []
         for s in sizes:
             f = results["sizes"][s][stage]
             cells.append(f"{f['seconds']:,.1f} s · {f['per_s']:,.0f} {f['units']}/s · {f['peak_rss_mib']:,} MiB")
-        b = slope([(int(s), results["sizes"][s][stage]["seconds"]) for s in sizes])
-        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {'' if b is None else f'{b:.2f}'} |")
+        seconds = [results["sizes"][s][stage]["seconds"] for s in sizes]
+        b = slope([(int(s), t) for s, t in zip(sizes, seconds, strict=True)])
+        at_million = _duration(projected(sizes, seconds))
+        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {'' if b is None else f'{b:.2f}'} | {at_million} |")
         for key, label in (("peer", f"↳ peer: {results['peers'].get(stage)}"), ("spark", "↳ on Spark local[2]")):
             if all(key in results["sizes"][s][stage] for s in sizes[:1]):
                 row = []
@@ -296,7 +315,7 @@ def markdown(results: dict[str, Any]) -> str:
                         else f"{f['seconds']:,.1f} s · {f['peak_rss_mib']:,} MiB"
                         + (f" (carelake {ratio:.1f}×)" if key == "peer" else "")
                     )
-                lines.append(f"| {label} | " + " | ".join(row) + " | |")
+                lines.append(f"| {label} | " + " | ".join(row) + " | | |")
     total = " | ".join(f"**{results['sizes'][s]['total_seconds']:,.0f} s**" for s in sizes)
     b = slope([(int(s), results["sizes"][s]["total_seconds"]) for s in sizes])
     lines.append(f"| **whole pipeline** | {total} | {'' if b is None else f'{b:.2f}'} |")
@@ -353,12 +372,17 @@ def main() -> None:
     parser.add_argument("--spark-up-to", type=int, default=1000, help="largest size also run on Spark")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--no-docs", action="store_true", help="print and save figures, leave docs/ alone")
+    parser.add_argument("--report", action="store_true", help="only rewrite docs and charts from the last scale.json")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    results = ladder(sorted(args.patients), args.spark_up_to, args.out)
-    results["cold"] = cold_start()
-    print("cold start:", results["cold"], flush=True)
-    (args.out / "scale.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    saved = args.out / "scale.json"
+    if args.report:
+        results = json.loads(saved.read_text(encoding="utf-8"))
+    else:
+        results = ladder(sorted(args.patients), args.spark_up_to, args.out)
+        results["cold"] = cold_start()
+        print("cold start:", results["cold"], flush=True)
+        saved.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     if not args.no_docs:
         charts(results, ROOT / "docs" / "img")
         fill(ROOT / "docs" / "performance.md", "scale-ladder", markdown(results))

@@ -15,6 +15,7 @@ import pytest
 
 import carelake as cl
 from carelake.lake import Catalog
+from carelake.lake._lake import Transaction
 from conftest import snapshot
 
 
@@ -159,3 +160,32 @@ def test_status_reports_runs_tables_and_quarantine(lake_path: Path, testdata: Pa
     manifest = json.loads((lake_path / status["runs"][-1]["manifest"]).read_text())
     assert manifest["summary"]["stored"] == 6065
     assert "Patient" in status["views"] and "resources" in status["views"]
+
+
+def test_a_refresh_keeps_only_files_the_table_still_has(lake_path: Path) -> None:
+    """replace(keep=...) keeps committed files; a file the table no longer lists makes the job fail, not lie."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lake = cl.open_lake(lake_path)
+
+    def stage(tx: Transaction, rows: list[int]) -> list[Path]:
+        folder = tx.stage_dir(f"part-{len(rows)}-{rows[0]}")
+        pq.write_table(pa.table({"n": rows}), folder / "p.parquet")
+        return [folder / "p.parquet"]
+
+    with lake.transaction("t", parameters={}) as tx:
+        tx.replace("t", layer="silver", files=stage(tx, [1, 2]), rows=2)
+    first = lake.files("t")
+    with lake.transaction("t", parameters={}) as tx:
+        tx.replace(
+            "t", layer="silver", files=stage(tx, [3]), rows=1, keep=[str(first[0].relative_to(lake.root))], kept_rows=2
+        )
+    assert sorted(lake.sql("SELECT n FROM t").column("n").to_pylist()) == [1, 2, 3]
+    assert {t["name"]: t["rows"] for t in lake.status()["tables"]}["t"] == 3
+
+    before = lake.catalog.version
+    with pytest.raises(cl.LakeError, match="no longer has the files"), lake.transaction("t", parameters={}) as tx:
+        tx.replace("t", layer="silver", files=stage(tx, [4]), rows=1, keep=["silver/t/gone.parquet"], kept_rows=1)
+    assert lake.catalog.version == before
+    assert sorted(lake.sql("SELECT n FROM t").column("n").to_pylist()) == [1, 2, 3]
