@@ -65,6 +65,23 @@ def test_precision_and_recall_against_ground_truth(population: tuple[Path, Path]
     assert matched.largest_cluster <= 3
 
 
+@pytest.mark.slow
+def test_ten_thousand_patients_keep_their_accuracy(tmp_path: Path) -> None:
+    """At this size one EM pass collapses (Splink refuses the m it reaches); the model it had is kept."""
+    cl.generate_fhir(tmp_path / "export", patients=10_000, seed=7, duplicates=0.02, workers=2)
+    cl.ingest_fhir([tmp_path / "export" / "Patient.ndjson"], lake=tmp_path / "lake")
+    summary = match_patients(cl.open_lake(tmp_path / "lake", create=False))
+    assert any(t["trained"] for t in summary.training)
+    truth = tmp_path / "export" / "ground_truth" / "duplicates.parquet"
+    truth_pairs = {
+        tuple(sorted((r["patient_id"], r["duplicate_patient_id"]))) for r in pq.read_table(truth).to_pylist()
+    }
+    found = _pairs(cl.open_lake(tmp_path / "lake", create=False))
+    hits = len(found & truth_pairs)
+    assert len(truth_pairs) > 150
+    assert hits / len(found) >= 0.95 and hits / len(truth_pairs) >= 0.95, (len(found), hits, len(truth_pairs))
+
+
 def test_summary_reconciles_with_the_tables(population: tuple[Path, Path], matched: MatchSummary) -> None:
     lake = cl.open_lake(population[0], create=False)
     patients = lake.sql("SELECT count(*) AS n FROM Patient").column(0)[0].as_py()

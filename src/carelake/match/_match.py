@@ -199,7 +199,8 @@ class _Run:
         training = []
         for i, rule in enumerate(_model.training_blocking_rules(), start=1):
             with self.timer(f"em-{i}"):
-                training.append(self._em(linker, rule))
+                linker, trained = self._em(linker, data, rule)
+                training.append(trained)
             self.progress.advance(1)
         with self.timer("predict"):
             predictions = linker.inference.predict()
@@ -249,17 +250,28 @@ class _Run:
         estimated = float(linker.misc.save_model_to_json()["probability_two_random_records_match"])
         return min(max(estimated, floor), 0.5)
 
-    def _em(self, linker: Any, rule: Any) -> dict[str, Any]:
+    def _em(self, linker: Any, data: Any, rule: Any) -> tuple[Any, dict[str, Any]]:
+        """One EM pass; the linker to go on with (a failed pass leaves the model as it was) and what happened."""
+        from splink import Linker
         from splink.internals.exceptions import EMTrainingException
 
         sql = _rule_text(rule)
         max_pairs = EM_MAX_PAIRS if self.records > EM_SAMPLE_ABOVE else None
+        before = linker.misc.save_model_to_json()
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=max_pairs)
         except EMTrainingException:
             # No pair shares the block (tiny or very clean inputs): the comparisons keep their other estimates.
-            return {"blocking_rule": sql, "trained": False, "reason": "no pairs in this block"}
-        return {"blocking_rule": sql, "trained": True, "sampled": max_pairs is not None}
+            return linker, {"blocking_rule": sql, "trained": False, "reason": "no pairs in this block"}
+        except ValueError as exc:
+            # EM can collapse onto a handful of pairs and drive a level's m probability towards 0; Splink (5.0)
+            # refuses such a value mid-session, after it has already changed the model. The pass is discarded
+            # and the model restored, so the comparisons keep the estimates they had.
+            if "below the minimum allowed value" not in str(exc):
+                raise
+            reason = "EM collapsed (a level's m probability fell below 1e-300); estimates kept from before"
+            return Linker(data, before, log_level=None), {"blocking_rule": sql, "trained": False, "reason": reason}
+        return linker, {"blocking_rule": sql, "trained": True, "sampled": max_pairs is not None}
 
     def _histogram(self, scored: str) -> list[dict[str, Any]]:
         rows = self.eng.query(
