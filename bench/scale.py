@@ -46,7 +46,7 @@ start = time.perf_counter()
 STAGES: dict[str, str] = {
     "generate": """
 from carelake.synth import generate_fhir
-s = generate_fhir(root / "fhir", patients={patients}, seed={seed}, workers=2)
+s = generate_fhir(root / "fhir", patients={patients}, seed={seed}, faults=0.01, duplicates=0.02, workers=2)
 print(json.dumps({{"units": "resources", "n": sum(s.resources.values()), "mb": s.bytes_written / 1e6}}))
 """,
     "ingest": """
@@ -71,9 +71,12 @@ print(json.dumps({{"units": "resources", "n": n, "checks": q.checks}}))
 """,
     "match": """
 import carelake as cl
+from carelake.demo import _match_accuracy
 from carelake.match import match_patients
-m = match_patients(cl.open_lake(root / "lake-duckdb", create=False))
-print(json.dumps({{"units": "patients", "n": m.records, "pairs": m.matched_pairs}}))
+lake = cl.open_lake(root / "lake-duckdb", create=False)
+m = match_patients(lake)
+accuracy = _match_accuracy(lake, root / "fhir" / "ground_truth" / "duplicates.parquet")
+print(json.dumps({{"units": "patients", "n": m.records, "pairs": m.matched_pairs}} | accuracy))
 """,
     "deidentify": """
 import shutil
@@ -123,7 +126,7 @@ from carelake.fhir import materialize_views, standard_views
 from carelake.models import score_model
 from carelake.quality import run_quality
 from carelake.synth import generate_fhir
-generate_fhir(root / "day2", patients=max({patients} // 100, 10), seed={seed} + 1)
+generate_fhir(root / "day2", patients=max({patients} // 100, 10), seed={seed} + 1, faults=0.01, duplicates=0.02)
 lake = cl.open_lake(root / "lake-duckdb", create=False)
 seconds = {{}}
 started = time.perf_counter()
@@ -320,6 +323,17 @@ def markdown(results: dict[str, Any]) -> str:
     b = slope([(int(s), results["sizes"][s]["total_seconds"]) for s in sizes])
     lines.append(f"| **whole pipeline** | {total} | {'' if b is None else f'{b:.2f}'} |")
     lines.append("| input NDJSON | " + " | ".join(f"{results['sizes'][s]['input_mb']:,} MB" for s in sizes) + " | |")
+    if all("precision" in results["sizes"][s]["match"] for s in sizes):
+        lines += [
+            "",
+            "Matching against the generator's planted duplicates (2 % of patients have a second record): "
+            + "; ".join(
+                f"{int(s):,} patients precision {results['sizes'][s]['match']['precision']:.3f}, "
+                f"recall {results['sizes'][s]['match']['recall']:.3f}"
+                for s in sizes
+            )
+            + ".",
+        ]
     lines += [
         "",
         "A new day: 1 % more patients (another seed) ingested into the full lake, then every refresh after it, "
