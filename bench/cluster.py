@@ -56,7 +56,9 @@ seconds["cohorts+features"] = time.perf_counter() - started
 print(json.dumps({{"resources": s.stored, "seconds": seconds}}))
 """
 
-RUN_COLUMNS = {"run_id", "ingested_at", "checked_at", "created_at", "built_at"}
+# Columns that say which run or engine wrote a row, not what the row is.
+RUN_COLUMNS = {"run_id", "ingested_at", "checked_at", "created_at", "built_at", "engine"}
+FLOAT_DIGITS = 10  # significant digits floats are compared to: the engines sum in different orders
 
 
 def spark_class() -> Path:
@@ -120,11 +122,15 @@ def stop_cluster(processes: list[subprocess.Popen[bytes]]) -> None:
 
 def compare_lakes(a: Path, b: Path) -> dict[str, Any]:
     """Every table of lake a against lake b, as multisets of rows without run-specific columns."""
+    import pyarrow as pa
+
     import carelake as cl
 
     left, right = cl.open_lake(a, create=False), cl.open_lake(b, create=False)
     names = sorted(set(left.catalog.tables) | set(right.catalog.tables))
-    differing, rows = [], {}
+    differing: list[str] = []
+    types: list[str] = []
+    rows: dict[str, int] = {}
     con = left.connect("duckdb")
     try:
         for name in names:
@@ -133,8 +139,18 @@ def compare_lakes(a: Path, b: Path) -> dict[str, Any]:
                 continue
             con.register_parquet("_a", left.files(name))
             con.register_parquet("_b", right.files(name))
-            columns = [f.name for f in con.query("SELECT * FROM _a LIMIT 0").schema if f.name not in RUN_COLUMNS]
-            listed = ", ".join(f'"{c}"' for c in columns)
+            schema = con.query("SELECT * FROM _a LIMIT 0").schema
+            other = con.query("SELECT * FROM _b LIMIT 0").schema
+            for f in schema:
+                if f.name in other.names and other.field(f.name).type != f.type:
+                    types.append(f"{name}.{f.name}: {f.type} on DuckDB, {other.field(f.name).type} on the cluster")
+            listed = ", ".join(
+                f"printf('%.{FLOAT_DIGITS}g', CAST(\"{f.name}\" AS DOUBLE))"
+                if pa.types.is_floating(f.type)
+                else f'"{f.name}"'
+                for f in schema
+                if f.name not in RUN_COLUMNS
+            )
             extra = con.query(
                 f"SELECT (SELECT count(*) FROM (SELECT {listed} FROM _a EXCEPT ALL SELECT {listed} FROM _b)) AS a, "
                 f"(SELECT count(*) FROM (SELECT {listed} FROM _b EXCEPT ALL SELECT {listed} FROM _a)) AS b, "
@@ -145,7 +161,8 @@ def compare_lakes(a: Path, b: Path) -> dict[str, Any]:
                 differing.append(f"{name}: {extra['a']:,} rows only on DuckDB, {extra['b']:,} only on the cluster")
     finally:
         con.close()
-    return {"tables": len(names), "rows": sum(rows.values()), "differing": differing}
+    # A column typed differently is a difference too, even when the values agree.
+    return {"tables": len(names), "rows": sum(rows.values()), "differing": differing + types}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -161,7 +178,9 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {stage} | {cluster['seconds'][stage]:,.1f} | {seconds:,.1f} |")
     lines.append(f"| whole run (fresh interpreter) | {cluster['wall_seconds']:,.1f} | {duck['wall_seconds']:,.1f} |")
     verdict = (
-        "**every table equal**" if not compared["differing"] else "**differences**: " + "; ".join(compared["differing"])
+        "**every table equal, column types included**"
+        if not compared["differing"]
+        else "**differences**: " + "; ".join(compared["differing"])
     )
     lines += ["", f"{compared['tables']} tables, {compared['rows']:,} rows compared: {verdict}."]
     return "\n".join(lines)

@@ -321,8 +321,11 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(f"| {label} | " + " | ".join(row) + " | | |")
     total = " | ".join(f"**{results['sizes'][s]['total_seconds']:,.0f} s**" for s in sizes)
     b = slope([(int(s), results["sizes"][s]["total_seconds"]) for s in sizes])
-    lines.append(f"| **whole pipeline** | {total} | {'' if b is None else f'{b:.2f}'} |")
-    lines.append("| input NDJSON | " + " | ".join(f"{results['sizes'][s]['input_mb']:,} MB" for s in sizes) + " | |")
+    whole = sum(projected(sizes, [results["sizes"][s][stage]["seconds"] for s in sizes]) for stage in STAGES)
+    lines.append(f"| **whole pipeline** | {total} | {'' if b is None else f'{b:.2f}'} | **{_duration(whole)}** |")
+    mb = [results["sizes"][s]["input_mb"] for s in sizes]
+    million_gb = mb[-1] * 1_000_000 / int(sizes[-1]) / 1000
+    lines.append("| input NDJSON | " + " | ".join(f"{m:,} MB" for m in mb) + f" | | {million_gb:,.0f} GB |")
     if all("precision" in results["sizes"][s]["match"] for s in sizes):
         lines += [
             "",
@@ -367,8 +370,10 @@ def charts(results: dict[str, Any], folder: Path) -> None:
         for stage in STAGES:
             ax.plot(xs, [results["sizes"][s][stage][key] for s in sizes], marker="o", label=stage)
         if key == "seconds":
-            first = results["sizes"][sizes[0]]["total_seconds"]
-            ax.plot(xs, [first * x / xs[0] for x in xs], linestyle=":", color="grey", label="linear (whole pipeline)")
+            totals = [results["sizes"][s]["total_seconds"] for s in sizes]
+            ax.plot(xs, totals, marker="s", color="black", label="whole pipeline")
+            first = totals[0]
+            ax.plot(xs, [first * x / xs[0] for x in xs], linestyle=":", color="grey", label="linear growth")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("patients")

@@ -28,6 +28,12 @@ def _features(lake: cl.Lake) -> dict[str, dict[str, object]]:
     return {r["index_event_id"]: {k: v for k, v in r.items() if k != "outcome"} for r in rows}
 
 
+def _schema(lake: cl.Lake) -> dict[str, str]:
+    import pyarrow.parquet as pq
+
+    return {f.name: str(f.type) for f in pq.read_schema(lake.files("features_readmission_30d")[0])}
+
+
 def test_one_row_per_index_event_with_the_default_features(built: tuple[Path, cl.Lake, str]) -> None:
     _, lake, _ = built
     result = build_features("readmission-30d", lake=lake)
@@ -111,9 +117,10 @@ def test_bad_definitions_and_missing_cohorts_are_named(built: tuple[Path, cl.Lak
 def test_spark_computes_the_same_features(built: tuple[Path, cl.Lake, str]) -> None:
     _, lake, _ = built
     build_features("readmission-30d", lake=lake)
-    duck = _features(lake)
+    duck, duck_schema = _features(lake), _schema(lake)
     build_features("readmission-30d", lake=lake, engine="spark")
     spark = _features(lake)
+    assert _schema(lake) == duck_schema  # the same column types too: counts are BIGINT on both
     assert spark.keys() == duck.keys()
     for key, row in duck.items():
         for name, value in row.items():

@@ -101,11 +101,15 @@ def feature_sql(cohort_table: str, spec: dict[str, Any]) -> str:
             suffix = f"{window}d" if window is not None else "all"
             if count.get("distinct") == "code":
                 within = f" AND d.days_before <= {int(window)}" if window is not None else ""
-                distinct_sums.append(f"sum(CASE WHEN d.m{k} = 1{within} THEN 1 ELSE 0 END) AS {count['name']}_{suffix}")
+                distinct_sums.append(
+                    f"CAST(sum(CASE WHEN d.m{k} = 1{within} THEN 1 ELSE 0 END) AS BIGINT) AS {count['name']}_{suffix}"
+                )
             else:
                 within = f" AND ev.days_before <= {int(window)}" if window is not None else ""
                 primary = "" if count.get("system") else " AND ev.is_primary"
-                sums.append(f"sum(CASE WHEN {match}{primary}{within} THEN 1 ELSE 0 END) AS {count['name']}_{suffix}")
+                # BIGINT on every engine (DuckDB's sum is a HUGEINT, which its Parquet writer stores as DOUBLE)
+                hits = f"sum(CASE WHEN {match}{primary}{within} THEN 1 ELSE 0 END)"
+                sums.append(f"CAST({hits} AS BIGINT) AS {count['name']}_{suffix}")
         if count.get("distinct") == "code":
             distinct_marks.append(f"max(CASE WHEN {match} THEN 1 ELSE 0 END) AS m{k}")
             distinct_rows.append(match)
@@ -160,7 +164,7 @@ def feature_sql(cohort_table: str, spec: dict[str, Any]) -> str:
     columns = [c for c in _columns(spec) if not c.startswith("_ch_")]
     return f"""
         SELECT i.index_event_id, i.patient_id, i.index_time, i.outcome,
-               {age} AS age, p.gender AS sex, coalesce(p.race, 'unknown') AS race,
+               CAST({age} AS BIGINT) AS age, p.gender AS sex, coalesce(p.race, 'unknown') AS race,
                coalesce(p.ethnicity, 'unknown') AS ethnicity, enc.length_of_stay_days AS length_of_stay_days,
                coalesce(enc.discharge_disposition_code, 'none') AS discharge_disposition,
                CASE WHEN enc.id IS NULL THEN NULL WHEN enc.admit_source_code = 'emd' OR enc.priority_code = 'EM'
