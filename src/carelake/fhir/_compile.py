@@ -407,12 +407,11 @@ class _ViewCompiler:
         if not rows.columns:
             raise _fail("select", "the view defines no columns")
         conditions = [f"{ROOT} IS NOT NULL", *self.where()]
-        selected = [f"resource_type = {sql_string(self.resource_type)}"]
+        selected = f"resource_type = {sql_string(self.resource_type)}"
         prefilter = text_filter("resource", self.required_text())
-        parsed = (
-            f"(SELECT cl_fp_parse(resource) AS {ROOT} FROM {self.resources} "
-            f"WHERE {' AND '.join(selected + ([prefilter] if prefilter else []))}) AS _cl_parsed"
-        )
+        if prefilter:
+            selected += f" AND {prefilter}"
+        parsed = f"(SELECT cl_fp_parse(resource) AS {ROOT} FROM {self.resources} WHERE {selected}) AS _cl_parsed"
         source = (
             f"(SELECT {ROOT}, cl_fp_str(cl_fp_at(cl_fp_get({ROOT}, 'id'), 0)) AS {KEY} FROM {parsed}) AS _cl_source"
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from carelake.fhir._expressions import sql_string
 from carelake.fhir._fhirpath import Binary, Call, Constant, Indexer, Literal, Member, Node, Variable
 
 # FHIRPath functions that return elements of their input unchanged (a subset of it).
@@ -70,7 +71,5 @@ def text_filter(column: str, required: set[str]) -> str | None:
     """SQL keeping the rows whose ``column`` contains every required string (or has an escape)."""
     if not required:
         return None
-    from carelake.fhir._expressions import sql_string
-
     tests = " AND ".join(f"contains({column}, {sql_string(text)})" for text in sorted(required))
     return f"(({tests}) OR contains({column}, '\\'))"
