@@ -236,6 +236,51 @@ def test_a_clean_folder_passes(tmp_path: Path, synthea: cl.Lake) -> None:
     assert result.values_scanned == 3 + 3 + 3 + 2  # code, display, onset dates, synonym elements
 
 
+def test_csv_cells_are_searched_by_column_and_key_columns_are_not_zip_codes(tmp_path: Path, synthea: cl.Lake) -> None:
+    # From 10,000 rows on, an export's surrogate keys equal ZIP codes of the source: OMOP's visit_occurrence_id
+    # 66801 is a row number, not Emporia's ZIP. The same ZIP in any other column, or inside a key's text, is a hit.
+    table = (
+        "visit_occurrence_id,person_id,visit_source_value,zip,preceding_visit_occurrence_id\n"
+        '66801,1,"AMB",,66801\n'
+        '2,66801,"Emporia",66801,\n'
+        '3,2,"seen at ""826 Orn Branch"",\nEmporia",,\n'  # a quoted newline: rows are rows, not lines
+        "V-66801,3,,,\n"
+    )
+    expected = {
+        ("column=visit_source_value, row=1", "address"),
+        ("column=zip, row=1", "address"),
+        ("column=visit_source_value, row=2", "address"),
+        ("column=visit_occurrence_id, row=3", "address"),
+    }
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "visit_occurrence.csv").write_text(table)
+    with gzip.open(out / "visit_occurrence.csv.gz", "wt") as packed:
+        packed.write(table)
+    (out / "visit_occurrence.tsv").write_text(table.replace(",", "\t"))
+    result = verify(out, synthea)
+    for name in ("visit_occurrence.csv", "visit_occurrence.csv.gz", "visit_occurrence.tsv"):
+        assert {(h.location, h.category) for h in result.hits if h.file == name} == expected, name
+    assert result.hit_count == 3 * 4
+    assert result.values_scanned == 3 * 4 * 5
+
+
+def test_a_csv_that_is_not_a_table_is_searched_as_bytes(tmp_path: Path, synthea: cl.Lake) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ragged.csv").write_text("visit_occurrence_id,zip\n66801,1\n2,66801,extra\n")
+    (out / "Elisa944.csv").write_text("")
+    (out / "names.csv").write_text("person_id,Johnson679\n1,x\n")
+    result = verify(out, synthea)
+    assert where(result) == {
+        ("ragged.csv", "byte offset 24, line 2", "address"),  # no table, so no key columns: every ZIP is a hit
+        ("ragged.csv", "byte offset 34, line 3", "address"),
+        ("[name].csv", "file name", "name"),
+        ("names.csv", "header", "name"),
+    }
+    assert result.hit_count == 4 and result.files_scanned == 3
+
+
 def test_matches_inside_longer_tokens_are_not_hits(tmp_path: Path, synthea: cl.Lake) -> None:
     out = tmp_path / "out"
     out.mkdir()

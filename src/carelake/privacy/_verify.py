@@ -6,12 +6,15 @@ file under the output folder for all of them at once (Aho-Corasick, case-insensi
 
 * Parquet files value by value, in record batches: every string, binary and date value, nested ones
   (lists, structs, maps) included, plus the file's column names and key-value metadata;
-* every other file (JSON, NDJSON, HTML, CSV, logs, a DuckDB catalog, …) byte by byte in chunks, with
+* CSV and TSV files (by name: ``.csv``, ``.tsv``, compressed or not) cell by cell, header included, so a hit
+  can name its column; one that does not parse as a table is searched as bytes instead;
+* every other file (JSON, NDJSON, HTML, logs, a DuckDB catalog, …) byte by byte in chunks, with
   matches across chunk boundaries found; ``.gz``, ``.bz2`` and ``.xz`` content is searched decompressed;
 * in both, base64 runs of 40 characters or more (FHIR attachments hold clinical notes so) are decoded and
   searched when they decode to text.
 
-A hit names the file, where in it (``column=…, row=…`` for Parquet, rows counted from 0; ``byte offset …,
+A hit names the file, where in it (``column=…, row=…`` for Parquet and CSV, rows counted from 0 after any
+header; ``byte offset …,
 line …`` otherwise; ``file name`` when the path itself holds an identifier, which is then shown as
 ``[category]``) and the category of identifier — never the value, so a report can be shared.
 
@@ -25,7 +28,10 @@ What is searched, and what is not, on purpose (to keep false alarms rare):
 * birth dates only when full (``YYYY-MM-DD``), in their full written forms, never a year alone;
 * phone numbers with fewer than 7 digits and identifier values shorter than 4 characters are skipped;
 * an all-digit value (a ZIP code, a house number) is not matched inside a decimal number (``0.62729``,
-  ``62729.5``): model files and metrics are full of them.
+  ``62729.5``): model files and metrics are full of them;
+* nor as the whole cell of a CSV key column (a name ending in ``_id``, as OMOP's ``visit_occurrence_id``):
+  an exported surrogate key numbers rows, and from 10,000 on every ZIP code of the source is one of them.
+  Integer Parquet columns are not searched at all, for the same reason.
 
 Known limits: text inside a DuckDB database file is found only where DuckDB stored it uncompressed (keep
 de-identified data in Parquet); other archives (zip, zstd) and non-text attachments (PDF, images) are
@@ -72,6 +78,8 @@ _BASE64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 _BASE64_MAX = 8 << 20  # a longer base64 run in a stream is decoded in pieces of this size
 _TEXT_BYTES = bytes([9, 10, 13, *range(32, 127), *range(128, 256)])
 _COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz"}  # magic bytes: format
+_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+_KEY_COLUMN = re.compile(r"(?:^|_)id$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,10 +317,11 @@ class _Sweep:
         with path.open("rb") as raw:
             magic = raw.read(6)
             raw.seek(0)
+            kind = next((kind for prefix, kind in _COMPRESSED.items() if magic.startswith(prefix)), None)
             if magic.startswith(b"PAR1"):
                 self._parquet(path, rel, progress)
-            else:
-                kind = next((kind for prefix, kind in _COMPRESSED.items() if magic.startswith(prefix)), None)
+            elif not self._delimited(raw, rel, progress, kind):
+                raw.seek(0)
                 self._stream(raw, rel, progress, kind)
         self.result.files_scanned += 1
 
@@ -342,7 +351,7 @@ class _Sweep:
         try:
             with pq.ParquetFile(path) as parquet:
                 schema = parquet.schema_arrow
-                self._metadata(schema, rel)
+                self._header(_schema_text(schema), rel, "column names or key-value metadata")
                 columns = [f.name for f in schema if _has_text(f.type)]
                 rows = parquet.metadata.num_rows
                 batches = parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns, use_threads=False)
@@ -361,22 +370,22 @@ class _Sweep:
             ) from exc
         progress.advance(size - swept)
 
-    def _metadata(self, schema: pa.Schema, rel: str) -> None:
-        """Column names and key-value metadata travel with the file: an identifier there is a leak too."""
-        parts = _field_names(schema)
-        for key, value in (schema.metadata or {}).items():
-            parts += [key.decode("utf-8", "replace"), value.decode("utf-8", "replace")]
+    def _header(self, parts: list[str], rel: str, where: str) -> None:
+        """Column names and metadata travel with the file's values: an identifier there is a leak too."""
         data = "\n".join(parts).encode("utf-8")
         self.result.bytes_scanned += len(data)
         for _, _, category, _ in self.matcher.find(data.lower().decode("latin-1")):
-            self.hit(rel, "file metadata (column names, key-value metadata)", category)
+            self.hit(rel, where, category)
         for run in _BASE64.finditer(data):
             if not run.group().translate(None, _HEX):
                 continue
             for category in self.matcher.find_in_base64(run.group()):
-                self.hit(rel, "file metadata (base64-encoded text)", category)
+                self.hit(rel, f"{where} (base64-encoded text)", category)
 
-    def _values(self, leaf: pa.Array, parents: np.ndarray | None, base: int, column: str, rel: str) -> None:
+    def _values(
+        self, leaf: pa.Array, parents: np.ndarray | None, base: int, column: str, rel: str, *, key: bool = False
+    ) -> None:
+        """Search one column's values; in a ``key`` column a value that is a whole integer is not a place."""
         import numpy as np
         import pyarrow as pa
 
@@ -397,7 +406,10 @@ class _Sweep:
             row = int(parents[value]) if parents is not None else value
             return f"column={column}, row={base + row}"
 
-        for _, _, category, value in self.matcher.find(data.lower().decode("latin-1"), bounds):
+        for start, end, category, value in self.matcher.find(data.lower().decode("latin-1"), bounds):
+            whole = start == bounds[value] and end == bounds[value + 1]
+            if key and whole and category == "address" and data[start:end].isdigit():
+                continue
             if leaf[value].is_valid:
                 self.hit(rel, where(value), category)
         for run in _BASE64.finditer(data):
@@ -411,6 +423,63 @@ class _Sweep:
                     continue
                 for category in self.matcher.find_in_base64(piece):
                     self.hit(rel, where(value) + " (base64-encoded text)", category)
+
+    # ------------------------------------------------------------------ CSV and TSV
+
+    def _delimited(self, raw: IO[bytes], rel: str, progress: Progress, kind: str | None) -> bool:
+        """Sweep a CSV or TSV file cell by cell; False (and nothing counted) when it is not one or does not parse.
+
+        Reading cells lets a hit name its column, and lets the whole-integer cells of key columns go unsearched
+        for ZIP codes, as integer Parquet columns are.
+        """
+        import csv
+
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+
+        suffixes = [s.lower() for s in Path(rel).suffixes]
+        if kind and suffixes:
+            suffixes.pop()  # .gz, .bz2, .xz
+        delimiter = _DELIMITERS.get(suffixes[-1]) if suffixes else None
+        if delimiter is None:
+            return False
+        trial = _Sweep(self.matcher, VerifyResult(), self.max_hits)  # counts nothing unless the file parses
+        read_at = 0
+        try:
+            with _decompressed(raw, kind) if kind else nullcontext(raw) as stream:
+                header = stream.readline()
+                names = next(csv.reader([header.decode("utf-8")], delimiter=delimiter), [])
+                if not names or len(set(names)) != len(names):
+                    return False
+                trial._header(names, rel, "header")
+                reader = pa_csv.open_csv(
+                    stream,
+                    read_options=pa_csv.ReadOptions(column_names=names, block_size=_CHUNK),
+                    parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                    convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
+                )
+                base = 0
+                for batch in reader:
+                    for name, column in zip(names, batch.columns, strict=True):
+                        trial._values(column, None, base, name, rel, key=bool(_KEY_COLUMN.search(name)))
+                    base += batch.num_rows
+                    position = raw.tell()
+                    progress.advance(position - read_at)
+                    read_at = position
+        except (UnicodeDecodeError, pa.ArrowException, OSError, EOFError, lzma.LZMAError):
+            progress.advance(-read_at)  # the byte sweep that follows goes over it again
+            return False
+        self._absorb(trial.result)
+        return True
+
+    def _absorb(self, other: VerifyResult) -> None:
+        result = self.result
+        result.values_scanned += other.values_scanned
+        result.bytes_scanned += other.bytes_scanned
+        result.hit_count += other.hit_count
+        result.hits += other.hits[: max(self.max_hits - len(result.hits), 0)]
+        for category, count in other.hits_by_category.items():
+            result.hits_by_category[category] = result.hits_by_category.get(category, 0) + count
 
     # ------------------------------------------------------------------ byte streams
 
@@ -583,6 +652,14 @@ def _decompressed(raw: IO[bytes], kind: str) -> IO[bytes]:
     if kind == "bz2":
         return bz2.BZ2File(raw)
     return lzma.LZMAFile(raw)
+
+
+def _schema_text(schema: pa.Schema) -> list[str]:
+    """The text a Parquet file holds besides its values: column names, nested ones included, and metadata."""
+    parts = _field_names(schema)
+    for key, value in (schema.metadata or {}).items():
+        parts += [key.decode("utf-8", "replace"), value.decode("utf-8", "replace")]
+    return parts
 
 
 def _field_names(fields: Iterable[pa.Field]) -> list[str]:
