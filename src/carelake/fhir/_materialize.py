@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow.parquet as pq
 
 from carelake.errors import ConfigError, InputError
+from carelake.fhir._by_run import current_by_run, fingerprint, last_groups, refresh_by_run
 from carelake.fhir._compile import compile_view
 from carelake.fhir._errors import ViewDefinitionError
-from carelake.fhir._expressions import sql_string
 
 if TYPE_CHECKING:
     from carelake.lake import Lake
@@ -82,91 +81,31 @@ def materialize_views(
                 hint="rename the ViewDefinition (its 'name')",
             )
     counts: dict[str, int] = {}
-    fingerprints = {name: _fingerprint(sql) for name, sql in compiled.items()}
-    previous = {} if full else _last_groups(lake, set(compiled))
+    fingerprints = {name: fingerprint(sql) for name, sql in compiled.items()}
+    previous = {} if full else last_groups(lake, STAGE, set(compiled))
     parameters = {"views": sorted(compiled), "engine": engine, "fingerprints": fingerprints, "full": full}
     groups: dict[str, dict[str, Any]] = {}
     computed: dict[str, int] = {}
     with lake.transaction(STAGE, parameters=parameters) as tx:
         with closing(lake.connect(engine)) as eng:
             runs: dict[str, dict[str, int]] = {}  # resource type -> its current resources per ingestion run
-            for name, sql in compiled.items():
-                resource_type = by_name[name]["resource"]
+            for name, view in by_name.items():
+                resource_type = view["resource"]
                 if resource_type not in runs:
-                    runs[resource_type] = _current_by_run(eng, resource_type)
-                current = runs[resource_type]
-                entry = lake.catalog.tables.get(name)
-                kept = _unchanged(previous.get(name), fingerprints[name], entry, current)
-                covered = {run for group in kept.values() for run in group["runs"]}
-                todo = {run: n for run, n in current.items() if run not in covered}
-                groups[name] = dict(kept)
-                files: list[Path] = []
-                rows = 0
-                if todo or not kept:
-                    if kept:  # only the changed runs' resources
-                        listed = ", ".join(sql_string(run) for run in sorted(todo))
-                        part = f"(SELECT * FROM resources WHERE run_id IN ({listed})) AS resources"
-                        sql = compile_view(by_name[name], resources=part)
-                    files = eng.write_parquet(sql, tx.staging / "views" / name)
-                    rows = sum(pq.read_metadata(f).num_rows for f in files)
-                    groups[name][tx.run_id] = {"runs": todo, "rows": rows}
-                kept_files = [f for f in (entry.files if entry else []) if _group_of(f) in kept]
-                kept_rows = sum(group["rows"] for group in kept.values())
-                tx.replace(name, layer="silver", files=files, rows=rows, keep=kept_files, kept_rows=kept_rows)
-                counts[name] = rows + kept_rows
-                computed[name] = sum(todo.values())
+                    runs[resource_type] = current_by_run(eng, resource_type)
+                refreshed = refresh_by_run(
+                    tx,
+                    eng,
+                    table=name,
+                    layer="silver",
+                    sql=lambda resources, view=view: compile_view(view, resources=resources),
+                    fingerprint=fingerprints[name],
+                    previous=previous.get(name),
+                    current=runs[resource_type],
+                )
+                counts[name], computed[name], groups[name] = refreshed.rows, refreshed.computed, refreshed.groups
         tx.summary = {"rows": counts, "resources_computed": computed, "groups": groups}
     return counts
-
-
-def _current_by_run(eng: Any, resource_type: str) -> dict[str, int]:
-    """How many current resources of a type each ingestion run stored (it only falls, as versions arrive)."""
-    table = eng.query(
-        f"SELECT run_id, count(*) AS n FROM resources WHERE resource_type = {sql_string(resource_type)} GROUP BY 1"
-    )
-    return {row["run_id"]: row["n"] for row in table.to_pylist()}
-
-
-def _group_of(file: str) -> str:
-    """The materialisation run that wrote a silver file (files are named <run id>-<n>.parquet)."""
-    return Path(file).stem.rsplit("-", 1)[0]
-
-
-def _last_groups(lake: Lake, names: set[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Per view, the fingerprint and row groups recorded by the newest materialisation that wrote it."""
-    import json
-
-    found: dict[str, tuple[str, dict[str, Any]]] = {}
-    for run in reversed(lake.catalog.runs):
-        if run["job"] != STAGE or not run.get("manifest") or not names - set(found):
-            continue
-        manifest = json.loads((lake.root / run["manifest"]).read_text())
-        fingerprints = manifest.get("parameters", {}).get("fingerprints", {})
-        for name, groups in manifest.get("summary", {}).get("groups", {}).items():
-            if name in names and name not in found:
-                found[name] = (fingerprints.get(name, ""), groups)
-    return found
-
-
-def _unchanged(
-    previous: tuple[str, dict[str, Any]] | None, fingerprint: str, entry: Any, current: dict[str, int]
-) -> dict[str, Any]:
-    """The row groups of the last refresh that still hold: same definition, and none of their runs changed."""
-    if previous is None or entry is None or previous[0] != fingerprint:
-        return {}
-    groups = previous[1]
-    written = {_group_of(f) for f in entry.files}
-    if written - set(groups) or any(g["rows"] and name not in written for name, g in groups.items()):
-        return {}  # the table was written by something else since
-    return {
-        name: group for name, group in groups.items() if all(current.get(run) == n for run, n in group["runs"].items())
-    }
-
-
-def _fingerprint(sql: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(sql.encode()).hexdigest()[:16]
 
 
 def fresh_views(lake: Lake, views: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -176,7 +115,7 @@ def fresh_views(lake: Lake, views: Iterable[Mapping[str, Any]]) -> set[str]:
 
     from carelake.sources.fhir._ingest import STAGE as INGEST
 
-    wanted = {v["name"]: _fingerprint(compile_view(v)) for v in views if isinstance(v.get("name"), str)}
+    wanted = {v["name"]: fingerprint(compile_view(v)) for v in views if isinstance(v.get("name"), str)}
     fresh: set[str] = set()
     for run in lake.catalog.runs:  # oldest first: an ingestion makes everything before it stale
         if run["job"] == INGEST:
