@@ -133,11 +133,53 @@ def test_cli_writes_report_and_fails_pipelines_on_fatal(
     assert bad.returncode == 1 and "is not a date" in bad.stderr and "Traceback" not in bad.stderr
 
 
+KEYS = ["check_id", "numerator", "denominator", "status", "examples"]
+
+
+def _last_summary(lake: cl.Lake) -> dict:
+    return json.loads((lake.root / lake.catalog.runs[-1]["manifest"]).read_text())["summary"]
+
+
+def test_a_new_day_reads_only_its_resources(tmp_path: Path, testdata: Path) -> None:
+    """Element checks count over per-resource facts, and facts of runs that did not change are not read again."""
+    lake = cl.open_lake(tmp_path / "lake")
+    bulk = testdata / "synthea-fhir-r4" / "bulk-ndjson-10-patients"
+    cl.ingest_fhir([bulk], lake=lake)
+    run_quality(lake, as_of="2026-11-28")
+    counts = {r["resource_type"]: r["n"] for r in lake.sql(
+        "SELECT resource_type, count(*) AS n FROM resources GROUP BY 1").to_pylist()}  # fmt: skip
+    assert _last_summary(lake)["resources_computed"] == counts
+
+    # Day two: four more patients as transaction bundles, and a corrected record of one known patient.
+    patient = json.loads((bulk / "Patient.000.ndjson").read_text().splitlines()[0])
+    patient["gender"] = "unknown" if patient.get("gender") != "unknown" else "other"
+    update = tmp_path / "day2" / "Patient.ndjson"
+    update.parent.mkdir()
+    update.write_text(json.dumps(patient) + "\n")
+    day2 = cl.ingest_fhir([testdata / "synthea-fhir-r4" / "transaction-bundles", update], lake=lake)
+    incremental = run_quality(lake, as_of="2026-11-28")
+    computed = _last_summary(lake)["resources_computed"]
+    assert computed["Condition"] == day2.by_type["Condition"]["stored"]  # the first day's were not read again
+    assert computed["Patient"] == lake.sql("SELECT count(*) FROM Patient").column(0)[0].as_py()  # day one changed
+    assert computed["AllergyIntolerance"] == day2.by_type.get("AllergyIntolerance", {}).get("stored", 0)
+
+    full = run_quality(lake, as_of="2026-11-28", full=True)
+    assert incremental.results.select(KEYS).to_pylist() == full.results.select(KEYS).to_pylist()
+    again = run_quality(lake, as_of="2026-11-28")  # nothing new: no facts read
+    assert set(_last_summary(lake)["resources_computed"].values()) == {0}
+    assert again.results.select(KEYS).to_pylist() == full.results.select(KEYS).to_pylist()
+
+
 @pytest.mark.spark
 def test_spark_gives_the_same_results(tmp_path: Path, testdata: Path) -> None:
+    """Spark refreshes the facts of a new day over the facts DuckDB kept, and equals DuckDB computing everything."""
     lake = cl.open_lake(tmp_path / "lake")
     cl.ingest_fhir([testdata / "synthea-fhir-r4" / "transaction-bundles"], lake=lake)
-    keys = ("check_id", "numerator", "denominator", "status", "examples")
-    duck = run_quality(lake, as_of="2026-11-28").results.select(list(keys)).to_pylist()
-    spark = run_quality(lake, engine="spark", as_of="2026-11-28").results.select(list(keys)).to_pylist()
+    run_quality(lake, as_of="2026-11-28")
+    day2 = cl.ingest_fhir([testdata / "synthea-fhir-r4" / "bulk-ndjson-10-patients"], lake=lake)
+    spark = run_quality(lake, engine="spark", as_of="2026-11-28").results.select(KEYS).to_pylist()
+    computed = sum(_last_summary(lake)["resources_computed"].values())
+    stored = sum(t["stored"] for t in day2.by_type.values())
+    assert stored <= computed < lake.sql("SELECT count(*) FROM resources")[0][0].as_py()
+    duck = run_quality(lake, as_of="2026-11-28", full=True).results.select(KEYS).to_pylist()
     assert spark == duck

@@ -34,16 +34,22 @@ def quality_run_command(
     fail_on: Annotated[
         FailOn, typer.Option("--fail-on", help="Exit 1 when a check of this severity or worse fails.")
     ] = FailOn.fatal,
+    full: Annotated[
+        bool, typer.Option("--full", help="Read every resource again, not only those of new ingestion runs.")
+    ] = False,
     engine: EngineOption = EngineChoice.duckdb,
     json: JsonOption = False,
 ) -> None:
-    """Run every check on the lake's current data, store results in the lake, and write an HTML report."""
+    """Run every check on the lake's current data, store results in the lake, and write an HTML report.
+
+    Per-resource facts are refreshed incrementally: after a new day's ingestion only its resources are read.
+    """
     from carelake.lake import open_lake
     from carelake.quality import run_quality
     from carelake.reports import Report, quality_overview
 
     lake = open_lake(state.lake, create=False)
-    run = run_quality(lake, engine=engine.value, as_of=as_of, progress=RichProgress(unit_bytes=False))
+    run = run_quality(lake, engine=engine.value, as_of=as_of, full=full, progress=RichProgress(unit_bytes=False))
     report = Report("carelake data quality", subtitle=f"lake {lake.root.name}, run {run.run_id}, {engine.value}")
     quality_overview(lake, report, run)
     path = report.save(out / "report.html")

@@ -1,9 +1,12 @@
 """Run the check catalog over a lake: set-based SQL on DuckDB or Spark, results committed to the lake.
 
-Element checks read each resource type's JSON once (every path's kind and text in one pass), then count
-per check. Query checks run over the standard views, built for the run into its staging area; all
-instances of a type are one UNION ALL query. Validators from well-kept libraries (python-stdnum for LOINC and
-SNOMED CT check digits, ucumvert for UCUM) judge each distinct code once.
+Element checks read each resource type's JSON once (every path's kind and text in one pass) into a silver
+table of facts, ``quality_facts_<type>``, then count per check over it. A fact is a function of one
+resource, so the facts of ingestion runs that changed nothing since the last quality run are kept and only
+new runs are read (see :mod:`carelake.fhir._by_run`). Query checks run over the standard views, built for
+the run into its staging area; all instances of a type are one UNION ALL query. Validators from well-kept
+libraries (python-stdnum for LOINC and SNOMED CT check digits, ucumvert for UCUM) judge each distinct code
+once.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ if TYPE_CHECKING:
     from carelake.engine import Engine
     from carelake.lake import Lake
 
+STAGE = "quality-run"
 RESULTS_TABLE = "quality_results"
+FACTS_PREFIX = "quality_facts_"  # + the resource type, lower case: per-resource facts the element checks count
 VIOLATIONS_TABLE = "quality_violations"
 EXAMPLES = 5
 VIOLATIONS_PER_CHECK = 100_000  # record locators kept per failing check (the count is always exact)
@@ -96,10 +101,21 @@ class QualityRun:
 
 
 def run_quality(
-    lake: Lake, *, engine: str = "duckdb", as_of: str | None = None, progress: Progress | None = None
+    lake: Lake,
+    *,
+    engine: str = "duckdb",
+    as_of: str | None = None,
+    full: bool = False,
+    progress: Progress | None = None,
 ) -> QualityRun:
-    """Run every check on the lake's current data and commit the results (history kept, one row per check)."""
+    """Run every check on the lake's current data and commit the results (history kept, one row per check).
+
+    The element checks' facts are refreshed incrementally: only resources of ingestion runs that are new or
+    changed since the last quality run are read (``full=True`` reads everything). Checks across resources
+    (references, uniqueness, plausibility over the views) always look at all the data.
+    """
     from carelake.fhir import compile_view, standard_views
+    from carelake.fhir._by_run import last_groups
     from carelake.fhir._materialize import fresh_views
 
     started = time.perf_counter()
@@ -112,7 +128,7 @@ def run_quality(
     if "fhir_resources" not in lake.catalog.tables:
         raise ConfigError("the lake has no FHIR data to check", hint="run `carelake ingest fhir PATH` first")
     with (
-        lake.transaction("quality-run", parameters={"engine": engine, "as_of": as_of}) as tx,
+        lake.transaction(STAGE, parameters={"engine": engine, "as_of": as_of, "full": full}) as tx,
         closing(lake.connect(engine)) as eng,
     ):
         counts = {r["resource_type"]: r["n"] for r in eng.query(
@@ -130,10 +146,11 @@ def run_quality(
         tallies: dict[str, tuple[int, int]] = {}
         violations: dict[str, list[tuple[str, str]]] = defaultdict(list)
         element = [c for c in checks if c.type.evaluator == "element"]
+        facts = _Facts(tx, eng, {} if full else last_groups(lake, STAGE, {_facts_table(t) for t in counts}))
         for resource_type in sorted(counts):
             own = [c for c in element if c.resource_type == resource_type]
             if own:
-                _run_element_checks(eng, resource_type, own, tallies, violations, tx.staging)
+                _run_element_checks(eng, facts.refresh(resource_type, own), own, tallies, violations)
             progress.advance(1)
         by_type: dict[str, list[Check]] = defaultdict(list)
         for c in checks:
@@ -145,39 +162,85 @@ def run_quality(
         checked_at = datetime.now(UTC)
         results = _results(tx.run_id, checked_at, engine, checks, tallies, violations)
         _write(tx, results, violations)
+        tx.parameters["fingerprints"] = facts.fingerprints
         tx.summary = {
             "checks": len(checks),
             "failed": sum(1 for s in results.column("status").to_pylist() if s == "fail"),
+            "resources_computed": facts.computed,
+            "groups": facts.groups,
         }
     progress.stop()
     return _summary(tx.run_id, engine, results, time.perf_counter() - started)
 
 
+class _Facts:
+    """Each resource type's facts table, refreshed by ingestion run; what was read is recorded for the manifest."""
+
+    def __init__(self, tx: Any, eng: Engine, previous: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        self.tx, self.eng, self.previous = tx, eng, previous
+        self.fingerprints: dict[str, str] = {}
+        self.computed: dict[str, int] = {}
+        self.groups: dict[str, dict[str, Any]] = {}
+
+    def refresh(self, resource_type: str, checks: list[Check]) -> str:
+        """Bring the type's facts up to date with the lake and register them; returns the name to query.
+
+        A fact row holds a resource's id, the JSON kind at every path the checks read (``k``), the text at
+        the paths whose value a check judges (``v``) and, where a check needs them, its member names.
+        """
+        from carelake.fhir._by_run import current_by_run, fingerprint, refresh_by_run
+
+        kind_paths, value_paths = _fact_paths(checks)
+        columns = ["id", f"cl_json_kinds(resource, [{_paths(kind_paths)}]) AS k"]
+        if value_paths:
+            columns.append(f"cl_json_strings(resource, [{_paths(value_paths)}]) AS v")
+        if any("{keys}" in c.type.violated for c in checks):
+            columns.append("cl_json_keys(resource) AS keys")
+
+        def sql(resources: str) -> str:
+            return f"SELECT {', '.join(columns)} FROM {resources} WHERE resource_type = '{resource_type}'"
+
+        table = _facts_table(resource_type)
+        self.fingerprints[table] = fingerprint(sql("resources"))
+        refreshed = refresh_by_run(
+            self.tx,
+            self.eng,
+            table=table,
+            layer="silver",
+            sql=sql,
+            fingerprint=self.fingerprints[table],
+            previous=self.previous.get(table),
+            current=current_by_run(self.eng, resource_type),
+        )
+        self.computed[resource_type] = refreshed.computed
+        self.groups[table] = refreshed.groups
+        self.eng.register_parquet(f"_cl_{table}", refreshed.paths)
+        return f"_cl_{table}"
+
+
+def _facts_table(resource_type: str) -> str:
+    return FACTS_PREFIX + resource_type.lower()
+
+
+def _fact_paths(checks: list[Check]) -> tuple[list[str], list[str]]:
+    """The paths whose JSON kind the checks read, and those whose text they judge."""
+    kind_paths = sorted({p for c in checks for p in c.paths})
+    value_paths = sorted({c.paths[0] for c in checks if c.paths and "{value}" in c.type.violated + c.type.applies})
+    return kind_paths, value_paths
+
+
 def _run_element_checks(
     eng: Engine,
-    resource_type: str,
+    facts: str,
     checks: list[Check],
     tallies: dict[str, tuple[int, int]],
     violations: dict[str, list[tuple[str, str]]],
-    staging: Path,
 ) -> None:
-    """Read every path's JSON kind (and text, where a check reads it) once, into the run's staging area;
-    then count every check over that: one JSON pass per resource type, whatever the number of checks."""
-    kind_paths = sorted({p for c in checks for p in c.paths})
-    value_paths = sorted({c.paths[0] for c in checks if c.paths and "{value}" in c.type.violated + c.type.applies})
+    """Count every check of one resource type over its facts: one pass, whatever the number of checks."""
+    resource_type = checks[0].resource_type
+    kind_paths, value_paths = _fact_paths(checks)
     kind_at = {p: i + 1 for i, p in enumerate(kind_paths)}  # carelake SQL lists are 1-based
     value_at = {p: i + 1 for i, p in enumerate(value_paths)}
-    keys = any("{keys}" in c.type.violated for c in checks)
-    columns = ["id", f"cl_json_kinds(resource, [{_paths(kind_paths)}]) AS k"]
-    if value_paths:
-        columns.append(f"cl_json_strings(resource, [{_paths(value_paths)}]) AS v")
-    if keys:
-        columns.append("cl_json_keys(resource) AS keys")
-    facts = f"_cl_facts_{resource_type}"
-    files = eng.write_parquet(
-        f"SELECT {', '.join(columns)} FROM resources WHERE resource_type = '{resource_type}'", staging / facts
-    )
-    eng.register_parquet(facts, files)
     conditions = {}
     for c in checks:
         kinds = [f"k[{kind_at[p]}]" for p in c.paths] or ["NULL"]
