@@ -113,14 +113,72 @@ def test_bad_definitions_and_missing_cohorts_are_named(built: tuple[Path, cl.Lak
         build_features("diabetes-onset", lake=lake)
 
 
+def _summary(lake: cl.Lake) -> dict:
+    return next(lake.manifests("features-build"))["summary"]
+
+
+def _new_day(lake: cl.Lake, folder: Path, as_of: str, *, materialize: bool = True) -> str:
+    """A systolic blood pressure for one cohort patient, an hour before their first index event; its patient."""
+    first = lake.sql("SELECT patient_id, min(index_time) AS t FROM cohort_readmission_30d GROUP BY 1 ORDER BY 1")
+    row = first.to_pylist()[0]
+    lab = {"resourceType": "Observation", "id": f"day2-bp-{folder.name}", "status": "final",
+           "subject": {"reference": f"Patient/{row['patient_id']}"},
+           "effectiveDateTime": (row["t"] - dt.timedelta(hours=1)).isoformat(),
+           "valueQuantity": {"value": 201.0, "unit": "mm[Hg]"},
+           "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]}}  # fmt: skip
+    folder.mkdir()
+    (folder / "Observation.ndjson").write_bytes(orjson.dumps(lab) + b"\n")
+    cl.ingest_fhir([folder / "Observation.ndjson"], lake=lake)
+    if materialize:
+        materialize_views(standard_views(), lake=lake)
+    build_cohort("readmission-30d", lake=lake, as_of=as_of)
+    return row["patient_id"]
+
+
+def test_a_new_day_computes_only_the_patients_it_touched(built: tuple[Path, cl.Lake, str], tmp_path: Path) -> None:
+    _, lake, as_of = built
+    first = build_features("readmission-30d", lake=lake, full=True)
+    assert _summary(lake)["index_events_computed"] == first.rows
+    build_features("readmission-30d", lake=lake)  # nothing new: nothing computed
+    assert _summary(lake)["index_events_computed"] == 0
+
+    # Views not refreshed after an ingestion: everything is computed, and the next build cannot trust this one.
+    _new_day(lake, tmp_path / "stale", as_of, materialize=False)
+    assert build_features("readmission-30d", lake=lake).rows == _summary(lake)["index_events_computed"]
+    materialize_views(standard_views(), lake=lake)
+    assert build_features("readmission-30d", lake=lake).rows == _summary(lake)["index_events_computed"]
+
+    before = _features(lake)
+    patient = _new_day(lake, tmp_path / "fresh", as_of)
+    result = build_features("readmission-30d", lake=lake)
+    theirs = {k for k, r in before.items() if r["patient_id"] == patient}
+    assert _summary(lake)["index_events_computed"] == len(theirs) < result.rows  # only the touched patient
+    incremental = lake.sql("SELECT * FROM features_readmission_30d").to_pylist()
+    assert {k for k, r in _features(lake).items() if r != before[k]} <= theirs
+    assert any(_features(lake)[k]["systolic_bp_max"] == 201.0 for k in theirs)
+    build_features("readmission-30d", lake=lake, full=True)
+    assert lake.sql("SELECT * FROM features_readmission_30d").to_pylist() == incremental  # order and labels too
+
+
 @pytest.mark.spark
-def test_spark_computes_the_same_features(built: tuple[Path, cl.Lake, str]) -> None:
-    _, lake, _ = built
+def test_spark_computes_the_same_features(built: tuple[Path, cl.Lake, str], tmp_path: Path) -> None:
+    _, lake, as_of = built
     build_features("readmission-30d", lake=lake)
     duck, duck_schema = _features(lake), _schema(lake)
-    build_features("readmission-30d", lake=lake, engine="spark")
+    build_features("readmission-30d", lake=lake, engine="spark", full=True)
     spark = _features(lake)
     assert _schema(lake) == duck_schema  # the same column types too: counts are BIGINT on both
+    _assert_equal(spark, duck)
+    # A new day on Spark keeps what it can and equals DuckDB computing everything.
+    _new_day(lake, tmp_path / "day2", as_of)
+    build_features("readmission-30d", lake=lake, engine="spark")
+    assert 0 < _summary(lake)["index_events_computed"] < len(duck)
+    spark = _features(lake)
+    build_features("readmission-30d", lake=lake, full=True)
+    _assert_equal(spark, _features(lake))
+
+
+def _assert_equal(spark: dict[str, dict[str, object]], duck: dict[str, dict[str, object]]) -> None:
     assert spark.keys() == duck.keys()
     for key, row in duck.items():
         for name, value in row.items():

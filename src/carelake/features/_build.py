@@ -178,14 +178,26 @@ def feature_sql(cohort_table: str, spec: dict[str, Any]) -> str:
 
 
 def build_features(
-    cohort: str, *, lake: Lake, spec: str | Path | dict[str, Any] | None = None, engine: str = "duckdb"
+    cohort: str,
+    *,
+    lake: Lake,
+    spec: str | Path | dict[str, Any] | None = None,
+    engine: str = "duckdb",
+    full: bool = False,
 ) -> FeatureResult:
     """Write gold table ``features_<cohort>``: one row per index event of ``cohort_<cohort>``, replaced.
+
+    The build is incremental: an index event's features come from its own patient's events, so the rows of
+    patients with no new or changed resource since the last build (same definition) are kept, with their
+    label taken afresh from the cohort, and only the other index events are computed (``full=True``
+    computes all).
 
     Examples:
         >>> build_features("readmission-30d", lake=lake).features[:3]  # doctest: +SKIP
         ['conditions_30d', 'conditions_180d', 'conditions_365d']
     """
+    from carelake.fhir._by_run import fingerprint
+
     started = time.perf_counter()
     definition = load_spec(spec)
     cohort_table = "cohort_" + cohort.replace("-", "_")
@@ -199,14 +211,25 @@ def build_features(
         )
     table = "features_" + cohort.replace("-", "_")
     sql = feature_sql(cohort_table, definition)
-    with lake.transaction(STAGE, parameters={"cohort": cohort, "spec": definition, "engine": engine}) as tx:
+    definition_print = fingerprint(sql)
+    # Rows can be kept only from a build whose views held every run it saw, and the views must hold them now.
+    current = _views_are_current(lake)
+    previous = None if full or not current else _previous_build(lake, table, definition_print)
+    parameters = {"cohort": cohort, "spec": definition, "engine": engine, "full": full}
+    with lake.transaction(STAGE, parameters=parameters) as tx:
         with closing(lake.connect(engine)) as eng:
             register_events(eng)
             columns = eng.query(f"SELECT * FROM {cohort_table} LIMIT 0").schema.names
             outcome = "outcome" if "outcome" in columns else "CAST(NULL AS BOOLEAN) AS outcome"
             eng.create_view(
-                "cl_feature_index", f"SELECT patient_id, index_event_id, index_time, {outcome} FROM {cohort_table}"
+                "cl_feature_cohort", f"SELECT patient_id, index_event_id, index_time, {outcome} FROM {cohort_table}"
             )
+            runs = sorted(r["run_id"] for r in eng.query("SELECT DISTINCT run_id FROM fhir_resources").to_pylist())
+            if previous is None:
+                eng.create_view("cl_feature_index", "SELECT * FROM cl_feature_cohort")
+            else:
+                sql = _incremental(eng, sql, previous, [r for r in runs if r not in previous["resource_runs"]])
+            computed = eng.query("SELECT count(*) AS n FROM cl_feature_index").column("n")[0].as_py()
             files = eng.write_parquet(sql, tx.staging / "features")
         rows = sum(pq.read_metadata(f).num_rows for f in files)
         tx.replace(table, layer="gold", files=files, rows=rows)
@@ -221,8 +244,72 @@ def build_features(
             features=features,
             seconds=round(time.perf_counter() - started, 3),
         )
-        tx.summary = result.to_dict()
+        tx.summary = result.to_dict() | {"fingerprint": definition_print, "index_events_computed": computed}
+        if current:
+            tx.summary["resource_runs"] = runs
     return result
+
+
+def _views_are_current(lake: Lake) -> bool:
+    """True when the standard views features read were materialised after the lake's last ingestion."""
+    from carelake.fhir import standard_views
+    from carelake.fhir._materialize import fresh_views
+
+    needed = {"patients", "encounters", *EVENT_VIEWS}
+    return needed <= fresh_views(lake, [v for v in standard_views() if v["name"] in needed])
+
+
+def _previous_build(lake: Lake, table: str, definition_print: str) -> dict[str, Any] | None:
+    """The last build of ``table``, when it used the same definition and the table is still what it wrote."""
+    from carelake.fhir._by_run import written_by
+
+    entry = lake.catalog.tables.get(table)
+    if entry is None or not entry.files:
+        return None
+    for manifest in lake.manifests(STAGE):
+        summary = manifest.get("summary", {})
+        if summary.get("table") != table:
+            continue
+        same = summary.get("fingerprint") == definition_print and "resource_runs" in summary
+        ours = all(written_by(f) == manifest["run_id"] for f in entry.files)
+        return summary | {"files": [lake.root / f for f in entry.files]} if same and ours else None
+    return None
+
+
+def _incremental(eng: Any, sql: str, previous: dict[str, Any], new_runs: list[str]) -> str:
+    """Set ``cl_feature_index`` to the index events to compute; return the query that adds the kept rows.
+
+    A patient changed when a resource that is, or was, theirs arrived in a run the last build did not see:
+    a new resource, or a new version (of a resource that may have moved to another patient).
+    """
+    eng.register_parquet("cl_feature_previous", previous["files"])
+    if new_runs:
+        listed = ", ".join(sql_literal(r) for r in new_runs)
+        changed = f"""
+            SELECT DISTINCT h.patient_id FROM fhir_resources h
+            JOIN (SELECT DISTINCT resource_type, id FROM fhir_resources WHERE run_id IN ({listed})) n
+              ON n.resource_type = h.resource_type AND n.id = h.id
+            WHERE h.patient_id IS NOT NULL"""
+    else:
+        changed = "SELECT patient_id FROM cl_feature_cohort WHERE FALSE"
+    eng.create_view("cl_feature_changed", changed)
+    names = eng.query("SELECT * FROM cl_feature_previous LIMIT 0").schema.names
+    picked = ", ".join("c.outcome" if n == "outcome" else f"p.{n}" for n in names)
+    eng.create_view(
+        "cl_feature_kept",
+        f"""SELECT {picked} FROM cl_feature_previous p
+            JOIN cl_feature_cohort c
+              ON c.index_event_id = p.index_event_id AND c.patient_id = p.patient_id AND c.index_time = p.index_time
+            WHERE p.patient_id NOT IN (SELECT patient_id FROM cl_feature_changed)""",
+    )
+    eng.create_view(
+        "cl_feature_index",
+        """SELECT c.* FROM cl_feature_cohort c
+           WHERE c.index_event_id NOT IN (SELECT index_event_id FROM cl_feature_kept)""",
+    )
+    return f"""
+        SELECT * FROM (SELECT * FROM ({sql}) AS computed UNION ALL SELECT * FROM cl_feature_kept) AS features
+        ORDER BY patient_id, index_time, index_event_id"""
 
 
 def _columns(spec: dict[str, Any]) -> list[str]:

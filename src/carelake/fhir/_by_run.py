@@ -10,7 +10,6 @@ the SQL that computed it; files are named ``<run id>-<n>.parquet``, so a group's
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,10 +51,9 @@ def current_by_run(eng: Engine, resource_type: str) -> dict[str, int]:
 def last_groups(lake: Lake, stage: str, names: set[str]) -> dict[str, tuple[str, dict[str, Any]]]:
     """Per table, the fingerprint and row groups recorded by the newest run of ``stage`` that wrote it."""
     found: dict[str, tuple[str, dict[str, Any]]] = {}
-    for run in reversed(lake.catalog.runs):
-        if run["job"] != stage or not run.get("manifest") or not names - set(found):
-            continue
-        manifest = json.loads((lake.root / run["manifest"]).read_text())
+    for manifest in lake.manifests(stage):
+        if not names - set(found):
+            break
         fingerprints = manifest.get("parameters", {}).get("fingerprints", {})
         for name, groups in manifest.get("summary", {}).get("groups", {}).items():
             if name in names and name not in found:
@@ -96,7 +94,7 @@ def refresh_by_run(
         files = eng.write_parquet(sql(relation), tx.staging / layer / table)
         rows = sum(pq.read_metadata(f).num_rows for f in files)
         groups[tx.run_id] = {"runs": todo, "rows": rows}
-    kept_files = [f for f in (entry.files if entry else []) if _group_of(f) in kept]
+    kept_files = [f for f in (entry.files if entry else []) if written_by(f) in kept]
     kept_rows = sum(group["rows"] for group in kept.values())
     tx.replace(table, layer=layer, files=files, rows=rows, keep=kept_files, kept_rows=kept_rows)
     return Refreshed(
@@ -107,8 +105,8 @@ def refresh_by_run(
     )
 
 
-def _group_of(file: str) -> str:
-    """The refresh that wrote a file (files are named <run id>-<n>.parquet)."""
+def written_by(file: str) -> str:
+    """The run that wrote a table's file (the lake names files <run id>-<n>.parquet)."""
     return Path(file).stem.rsplit("-", 1)[0]
 
 
@@ -119,7 +117,7 @@ def _unchanged(
     if previous is None or entry is None or previous[0] != fingerprint:
         return {}
     groups = previous[1]
-    written = {_group_of(f) for f in entry.files}
+    written = {written_by(f) for f in entry.files}
     if written - set(groups) or any(g["rows"] and name not in written for name, g in groups.items()):
         return {}  # the table was written by something else since
     return {

@@ -81,6 +81,13 @@ class Lake:
         """The committed state, read afresh: another process may have committed since."""
         return Catalog.load(self.root)
 
+    def manifests(self, job: str) -> Iterator[dict[str, Any]]:
+        """The committed run manifests of ``job``, newest first: what earlier runs did, for a job that builds on
+        them (an incremental refresh)."""
+        for run in reversed(self.catalog.runs):
+            if run["job"] == job and run.get("manifest"):
+                yield json.loads((self.root / run["manifest"]).read_text(encoding="utf-8"))
+
     def files(self, table: str) -> list[Path]:
         entry = self.catalog.tables.get(table)
         if entry is None:
