@@ -123,7 +123,9 @@ def test_cli_writes_report_and_fails_pipelines_on_fatal(
     _, lake, _ = faulty
     out = tmp_path / "q"
     command = [sys.executable, "-m", "carelake", "--lake", str(lake.root), "quality", "run", "--as-of", AS_OF]
-    result = subprocess.run([*command, "--out", str(out), "--json"], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [*command, "--out", str(out), "--full", "--json"], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 1, result.stderr  # a fatal check failed
     summary = json.loads(result.stdout)
     assert summary["fatal_failures"] == ["resource_id_unique:id"] and summary["resolved"] > 500

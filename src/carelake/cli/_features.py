@@ -21,6 +21,9 @@ def build_command(
     spec: Annotated[
         Path | None, typer.Option("--spec", help="Feature definition YAML (default: carelake's, see docs).")
     ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Compute every index event, not only those of patients with new data.")
+    ] = False,
     engine: EngineOption = EngineChoice.duckdb,
     json: JsonOption = False,
 ) -> None:
@@ -29,7 +32,8 @@ def build_command(
     from carelake.features import build_features
     from carelake.lake import open_lake
 
-    result = build_features(cohort, lake=open_lake(state.lake, create=False), spec=spec, engine=engine.value)
+    lake = open_lake(state.lake, create=False)
+    result = build_features(cohort, lake=lake, spec=spec, engine=engine.value, full=full)
     if json:
         emit_json(result.to_dict())
     say(f"{result.table}: {result.rows:,} index events x {len(result.features)} features ({result.seconds:.1f} s)")
