@@ -88,11 +88,8 @@ def materialize_views(
     computed: dict[str, int] = {}
     with lake.transaction(STAGE, parameters=parameters) as tx:
         with closing(lake.connect(engine)) as eng:
-            runs: dict[str, dict[str, int]] = {}  # resource type -> its current resources per ingestion run
+            runs = current_by_run(eng)
             for name, view in by_name.items():
-                resource_type = view["resource"]
-                if resource_type not in runs:
-                    runs[resource_type] = current_by_run(eng, resource_type)
                 refreshed = refresh_by_run(
                     tx,
                     eng,
@@ -101,7 +98,7 @@ def materialize_views(
                     sql=lambda resources, view=view: compile_view(view, resources=resources),
                     fingerprint=fingerprints[name],
                     previous=previous.get(name),
-                    current=runs[resource_type],
+                    current=runs.get(view["resource"], {}),
                 )
                 counts[name], computed[name], groups[name] = refreshed.rows, refreshed.computed, refreshed.groups
         tx.summary = {"rows": counts, "resources_computed": computed, "groups": groups}

@@ -177,7 +177,10 @@ class _Facts:
     """Each resource type's facts table, refreshed by ingestion run; what was read is recorded for the manifest."""
 
     def __init__(self, tx: Any, eng: Engine, previous: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        from carelake.fhir._by_run import current_by_run
+
         self.tx, self.eng, self.previous = tx, eng, previous
+        self.current = current_by_run(eng)
         self.fingerprints: dict[str, str] = {}
         self.computed: dict[str, int] = {}
         self.groups: dict[str, dict[str, Any]] = {}
@@ -188,7 +191,7 @@ class _Facts:
         A fact row holds a resource's id, the JSON kind at every path the checks read (``k``), the text at
         the paths whose value a check judges (``v``) and, where a check needs them, its member names.
         """
-        from carelake.fhir._by_run import current_by_run, fingerprint, refresh_by_run
+        from carelake.fhir._by_run import fingerprint, refresh_by_run
 
         kind_paths, value_paths = _fact_paths(checks)
         columns = ["id", f"cl_json_kinds(resource, [{_paths(kind_paths)}]) AS k"]
@@ -210,7 +213,7 @@ class _Facts:
             sql=sql,
             fingerprint=self.fingerprints[table],
             previous=self.previous.get(table),
-            current=current_by_run(self.eng, resource_type),
+            current=self.current.get(resource_type, {}),
         )
         self.computed[resource_type] = refreshed.computed
         self.groups[table] = refreshed.groups
