@@ -160,6 +160,21 @@ def test_a_new_day_computes_only_the_patients_it_touched(built: tuple[Path, cl.L
     assert lake.sql("SELECT * FROM features_readmission_30d").to_pylist() == incremental  # order and labels too
 
 
+def test_a_new_day_of_synthea_keeps_the_patients_it_did_not_touch(tmp_path: Path, testdata: Path) -> None:
+    """On a corpus we did not generate: the bulk export, then the transaction bundles as a new day."""
+    synthea = testdata / "synthea-fhir-r4"
+    lake = cl.open_lake(tmp_path / "lake")
+    for day in ("bulk-ndjson-10-patients", "transaction-bundles"):
+        cl.ingest_fhir([synthea / day], lake=lake)
+        materialize_views(standard_views(), lake=lake)
+        build_cohort("diabetes-onset", lake=lake, as_of="2026-11-28")
+        result = build_features("diabetes-onset", lake=lake)
+    assert 0 < _summary(lake)["index_events_computed"] < result.rows  # the bundles' patients only
+    incremental = lake.sql("SELECT * FROM features_diabetes_onset").to_pylist()
+    build_features("diabetes-onset", lake=lake, full=True)
+    assert lake.sql("SELECT * FROM features_diabetes_onset").to_pylist() == incremental
+
+
 @pytest.mark.spark
 def test_spark_computes_the_same_features(built: tuple[Path, cl.Lake, str], tmp_path: Path) -> None:
     _, lake, as_of = built
