@@ -115,7 +115,7 @@ def run_quality(
     (references, uniqueness, plausibility over the views) always look at all the data.
     """
     from carelake.fhir import compile_view, standard_views
-    from carelake.fhir._by_run import last_groups
+    from carelake.fhir._by_run import current_by_run, last_groups
     from carelake.fhir._materialize import fresh_views
 
     started = time.perf_counter()
@@ -131,8 +131,8 @@ def run_quality(
         lake.transaction(STAGE, parameters={"engine": engine, "as_of": as_of, "full": full}) as tx,
         closing(lake.connect(engine)) as eng,
     ):
-        counts = {r["resource_type"]: r["n"] for r in eng.query(
-            "SELECT resource_type, count(*) AS n FROM resources GROUP BY 1").to_pylist()}  # fmt: skip
+        by_run = current_by_run(eng)
+        counts = {resource_type: sum(runs.values()) for resource_type, runs in by_run.items()}
         checks = build_checks(counts, as_of=as_of, tables=lake.catalog.tables)
         views = standard_views()
         fresh = fresh_views(lake, views)  # silver tables already current: read them as they are
@@ -146,7 +146,8 @@ def run_quality(
         tallies: dict[str, tuple[int, int]] = {}
         violations: dict[str, list[tuple[str, str]]] = defaultdict(list)
         element = [c for c in checks if c.type.evaluator == "element"]
-        facts = _Facts(tx, eng, {} if full else last_groups(lake, STAGE, {_facts_table(t) for t in counts}))
+        previous = {} if full else last_groups(lake, STAGE, {_facts_table(t) for t in counts})
+        facts = _Facts(tx, eng, previous, by_run)
         for resource_type in sorted(counts):
             own = [c for c in element if c.resource_type == resource_type]
             if own:
@@ -176,11 +177,14 @@ def run_quality(
 class _Facts:
     """Each resource type's facts table, refreshed by ingestion run; what was read is recorded for the manifest."""
 
-    def __init__(self, tx: Any, eng: Engine, previous: dict[str, tuple[str, dict[str, Any]]]) -> None:
-        from carelake.fhir._by_run import current_by_run
-
-        self.tx, self.eng, self.previous = tx, eng, previous
-        self.current = current_by_run(eng)
+    def __init__(
+        self,
+        tx: Any,
+        eng: Engine,
+        previous: dict[str, tuple[str, dict[str, Any]]],
+        current: dict[str, dict[str, int]],
+    ) -> None:
+        self.tx, self.eng, self.previous, self.current = tx, eng, previous, current
         self.fingerprints: dict[str, str] = {}
         self.computed: dict[str, int] = {}
         self.groups: dict[str, dict[str, Any]] = {}
