@@ -14,6 +14,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from carelake.cohorts._definition import Codes, CohortDefinition, EventFilter, load_definition
@@ -87,9 +88,10 @@ def build_cohort(
             steps = compile_cohort(cohort, as_of=data_end)
             for name, sql in steps.views:
                 eng.create_view(name, sql)
-            attrition = eng.query(steps.attrition).to_pylist()
             files = eng.write_parquet(steps.cohort, tx.staging / "cohort")
             attrition_files = eng.write_parquet(steps.attrition, tx.staging / "attrition")
+        # Read back rather than queried again: each step's count is the cost of the whole cohort (Spark pays twice).
+        attrition = pa.concat_tables(pq.read_table(f) for f in attrition_files).sort_by("step").to_pylist()
         rows = sum(pq.read_metadata(f).num_rows for f in files)
         tx.replace(cohort.table, layer="gold", files=files, rows=rows)
         tx.replace(f"{cohort.table}_attrition", layer="gold", files=attrition_files, rows=len(attrition))
