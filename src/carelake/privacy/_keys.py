@@ -87,7 +87,7 @@ class DeidKey:
         return cls(key)
 
     def _mac(self, message: str) -> bytes:
-        return hmac.new(self._key, message.encode("utf-8"), hashlib.sha256).digest()
+        return hmac.digest(self._key, message.encode("utf-8"), "sha256")  # one-shot: no HMAC object per id
 
     def pseudonym(self, resource_type: str, id_: str) -> str:
         """The id a resource gets: stable under one key, a valid FHIR id (64 hex digits)."""
