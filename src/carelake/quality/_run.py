@@ -1,12 +1,12 @@
 """Run the check catalog over a lake: set-based SQL on DuckDB or Spark, results committed to the lake.
 
-Element checks read each resource type's JSON once (every path's kind and text in one pass) into a silver
-table of facts, ``quality_facts_<type>``, then count per check over it. A fact is a function of one
-resource, so the facts of ingestion runs that changed nothing since the last quality run are kept and only
-new runs are read (see :mod:`carelake.fhir._by_run`). Query checks run over the standard views, built for
-the run into its staging area; all instances of a type are one UNION ALL query. Validators from well-kept
-libraries (python-stdnum for LOINC and SNOMED CT check digits, ucumvert for UCUM) judge each distinct code
-once.
+Element checks read each resource type's JSON once (every path's kind and text in one pass), judge every
+check on it there, and keep the outcomes in a silver table of facts, ``quality_facts_<type>``; a run sums
+them. A fact is a function of one resource, so the facts of ingestion runs that changed nothing since the
+last quality run are kept and only new runs are read (see :mod:`carelake.fhir._by_run`). Query checks run
+over the standard views, built for the run into its staging area; all instances of a type are one UNION ALL
+query. Validators from well-kept libraries (python-stdnum for LOINC and SNOMED CT check digits, ucumvert
+for UCUM) judge each distinct code once.
 """
 
 from __future__ import annotations
@@ -192,8 +192,11 @@ class _Facts:
     def refresh(self, resource_type: str, checks: list[Check]) -> str:
         """Bring the type's facts up to date with the lake and register them; returns the name to query.
 
-        A fact row holds a resource's id, the JSON kind at every path the checks read (``k``), the text at
-        the paths whose value a check judges (``v``) and, where a check needs them, its member names.
+        A fact row holds a resource's id and, for the i-th check, whether it applies to the resource (``a<i>``)
+        and whether the resource violates it (``b<i>``). They are judged from the JSON kind at every path
+        the checks read (``k``), the text at the paths whose value a check judges (``v``) and, where a check
+        needs them, its member names, all read in one pass over the resource. Judging once per resource, when
+        it is read, leaves each run only sums over booleans to do.
         """
         from carelake.fhir._by_run import fingerprint, refresh_by_run
 
@@ -203,9 +206,13 @@ class _Facts:
             columns.append(f"cl_json_strings(resource, [{_paths(value_paths)}]) AS v")
         if any("{keys}" in c.type.violated for c in checks):
             columns.append("cl_json_keys(resource) AS keys")
+        judged = ["id"]
+        for i, (applies, violated) in enumerate(_conditions(checks, kind_paths, value_paths), start=1):
+            judged += [f"coalesce({applies}, FALSE) AS a{i}", f"{violated} AS b{i}"]
 
         def sql(resources: str) -> str:
-            return f"SELECT {', '.join(columns)} FROM {resources} WHERE resource_type = '{resource_type}'"
+            read = f"SELECT {', '.join(columns)} FROM {resources} WHERE resource_type = '{resource_type}'"
+            return f"SELECT {', '.join(judged)} FROM ({read}) AS _cl_read"
 
         table = _facts_table(resource_type)
         self.fingerprints[table] = fingerprint(sql("resources"))
@@ -236,6 +243,21 @@ def _fact_paths(checks: list[Check]) -> tuple[list[str], list[str]]:
     return kind_paths, value_paths
 
 
+def _conditions(checks: list[Check], kind_paths: list[str], value_paths: list[str]) -> list[tuple[str, str]]:
+    """Each check's ``(applies, violated)`` as SQL over one resource's kinds ``k``, texts ``v`` and ``keys``."""
+    kind_at = {p: i + 1 for i, p in enumerate(kind_paths)}  # carelake SQL lists are 1-based
+    value_at = {p: i + 1 for i, p in enumerate(value_paths)}
+    conditions = []
+    for c in checks:
+        kinds = [f"k[{kind_at[p]}]" for p in c.paths] or ["NULL"]
+        kind = kinds[0] if len(kinds) == 1 else f"coalesce({', '.join(kinds)})"
+        value = f"v[{value_at[c.paths[0]]}]" if c.paths and c.paths[0] in value_at else "NULL"
+        fill = {**c.params, "kind": kind, "value": value, "keys": "keys"}
+        applies, violated = c.type.applies.format(**fill), c.type.violated.format(**fill)
+        conditions.append((applies, f"coalesce(({applies}) AND ({violated}), FALSE)"))
+    return conditions
+
+
 def _run_element_checks(
     eng: Engine,
     facts: str,
@@ -245,32 +267,19 @@ def _run_element_checks(
 ) -> None:
     """Count every check of one resource type over its facts: one pass, whatever the number of checks."""
     resource_type = checks[0].resource_type
-    kind_paths, value_paths = _fact_paths(checks)
-    kind_at = {p: i + 1 for i, p in enumerate(kind_paths)}  # carelake SQL lists are 1-based
-    value_at = {p: i + 1 for i, p in enumerate(value_paths)}
-    conditions = {}
-    for c in checks:
-        kinds = [f"k[{kind_at[p]}]" for p in c.paths] or ["NULL"]
-        kind = kinds[0] if len(kinds) == 1 else f"coalesce({', '.join(kinds)})"
-        value = f"v[{value_at[c.paths[0]]}]" if c.paths and c.paths[0] in value_at else "NULL"
-        fill = {**c.params, "kind": kind, "value": value, "keys": "keys"}
-        applies, violated = c.type.applies.format(**fill), c.type.violated.format(**fill)
-        conditions[c.id] = (applies, f"({applies}) AND coalesce({violated}, FALSE)")
     aggregates = []
-    for i, (applies, bad) in enumerate(conditions.values()):
-        aggregates += [f"count_if({applies}) AS d{i}", f"count_if({bad}) AS n{i}"]
+    for i in range(1, len(checks) + 1):
+        aggregates += [f"count_if(a{i}) AS d{i}", f"count_if(b{i}) AS n{i}"]
     row = eng.query(f"SELECT {', '.join(aggregates)} FROM {facts}").to_pylist()[0]
-    failing = []
-    for i, check_id in enumerate(conditions):
-        tallies[check_id] = (int(row[f"n{i}"] or 0), int(row[f"d{i}"] or 0))
-        if row[f"n{i}"]:
-            failing.append(check_id)
+    for i, c in enumerate(checks, start=1):
+        tallies[c.id] = (int(row[f"n{i}"] or 0), int(row[f"d{i}"] or 0))
+    failing = [i for i, c in enumerate(checks, start=1) if tallies[c.id][0]]
     if failing:
-        branches = " UNION ALL ".join(
-            f"SELECT '{cid}' AS check_id, id FROM {facts} WHERE {conditions[cid][1]}" for cid in failing
-        )
-        for r in eng.query(branches).to_pylist():
-            violations[r["check_id"]].append((resource_type, r["id"]))
+        flags = [f"b{i}" for i in failing]
+        for r in eng.query(f"SELECT id, {', '.join(flags)} FROM {facts} WHERE {' OR '.join(flags)}").to_pylist():
+            for i in failing:
+                if r[f"b{i}"]:
+                    violations[checks[i - 1].id].append((resource_type, r["id"]))
 
 
 def _paths(paths: list[str]) -> str:
