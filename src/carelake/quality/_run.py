@@ -36,6 +36,14 @@ RESULTS_TABLE = "quality_results"
 FACTS_PREFIX = "quality_facts_"  # + the resource type, lower case: per-resource facts the element checks count
 VIOLATIONS_TABLE = "quality_violations"
 EXAMPLES = 5
+# Relations a run computes once, for the query checks whose records read them. References are resolved by a
+# bronze view that joins every identifier and every resource: read once, not once per referring resource type.
+PREPARED = {
+    "quality_reference_targets": """
+SELECT t.resource_type, t.id, t.resolved
+FROM fhir_reference_targets t
+JOIN resources r ON r.resource_type = t.resource_type AND r.id = t.id AND r.version = t.version""",
+}
 VIOLATIONS_PER_CHECK = 100_000  # record locators kept per failing check (the count is always exact)
 
 
@@ -143,6 +151,9 @@ def run_quality(
                 files = eng.write_parquet(compile_view(view), tx.staging / "views" / view["name"])
                 eng.register_parquet(view["name"], files)
             progress.advance(1)
+        for name, sql in PREPARED.items():
+            if any(name in c.type.records for c in checks if c.type.evaluator == "query"):
+                eng.register_parquet(name, eng.write_parquet(sql, tx.staging / "prepared" / name))
         tallies: dict[str, tuple[int, int]] = {}
         violations: dict[str, list[tuple[str, str]]] = defaultdict(list)
         element = [c for c in checks if c.type.evaluator == "element"]
