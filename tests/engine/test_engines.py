@@ -10,6 +10,7 @@ import pytest
 
 import carelake as cl
 from carelake.engine import make_engine, to_dialect
+from carelake.errors import QueryError
 
 
 def test_translation_to_spark() -> None:
@@ -74,3 +75,20 @@ def test_carelake_json_functions_agree(engine: str, tmp_path: Path) -> None:
     assert rows[0]["idents"] == [{"system": "s", "value": "v"}]
     assert rows[1]["idents"] == [{"system": "one", "value": "object"}]
     assert rows[2]["idents"] is None
+
+
+def test_a_write_beyond_the_memory_limit_is_retried_then_a_clear_error(tmp_path: Path) -> None:
+    from carelake.engine._duckdb import DuckDBEngine
+
+    eng = DuckDBEngine(threads=2, memory_limit="64MB")
+    try:
+        # A list aggregate cannot spill: it exceeds 64 MB on any number of threads, so the retry fails too.
+        big = "SELECT i % 2 AS g, list(repeat('x', 64) || i) AS l FROM range(400000) t(i) GROUP BY g"
+        with pytest.raises(QueryError, match="Out of Memory"):
+            eng.write_parquet(big, tmp_path / "big")
+        assert list((tmp_path / "big").iterdir()) == []  # no partial file is left behind
+        assert eng.query("SELECT current_setting('threads') AS t").column("t")[0].as_py() == 2  # restored
+        small = eng.write_parquet("SELECT 1 AS x", tmp_path / "small")
+        assert eng.query(f"SELECT * FROM '{small[0]}'").column("x").to_pylist() == [1]
+    finally:
+        eng.close()

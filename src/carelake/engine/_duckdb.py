@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ def _quote(identifier: str) -> str:
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MEMORY_LIMIT = "1GB"
 # Row groups capped in bytes: text-heavy row groups of 122,880 rows are what exhausts a bounded memory.
@@ -69,7 +72,26 @@ class DuckDBEngine:
     def write_parquet(self, sql: str, directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=False)
         target = directory / "part-0.parquet"
-        self._run(f"COPY ({sql}) TO {_literal(str(target))} ({WRITE_OPTIONS})")
+        statement = f"COPY ({sql}) TO {_literal(str(target))} ({WRITE_OPTIONS})"
+        try:
+            self.connection.execute(statement)
+        except self._duckdb.OutOfMemoryException:
+            # Every thread keeps its own batches in flight, and some operators (JSON, lists) cannot spill: one
+            # thread needs about half the memory of two. Slower, but the write completes within the limit.
+            target.unlink(missing_ok=True)
+            threads = self.connection.execute("SELECT current_setting('threads')").fetchone()[0]  # type: ignore[index]
+            log.warning("DuckDB ran out of its memory limit on a write; retrying it on one thread")
+            self._run("SET threads = 1")
+            try:
+                self._run(statement)
+            except QueryError:
+                target.unlink(missing_ok=True)
+                raise
+            finally:
+                self._run(f"SET threads = {int(threads)}")
+        except self._duckdb.Error as exc:
+            target.unlink(missing_ok=True)
+            raise QueryError(f"statement failed on duckdb: {first_line(exc)}") from exc
         return [target]
 
     def close(self) -> None:
