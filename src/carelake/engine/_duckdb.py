@@ -74,11 +74,13 @@ class DuckDBEngine:
         target = directory / "part-0.parquet"
         statement = f"COPY ({sql}) TO {_literal(str(target))} ({WRITE_OPTIONS})"
         try:
-            self.connection.execute(statement)
-        except self._duckdb.OutOfMemoryException:
+            self._run(statement)
+        except QueryError as exc:
+            target.unlink(missing_ok=True)
+            if not isinstance(exc.__cause__, self._duckdb.OutOfMemoryException):
+                raise
             # Every thread keeps its own batches in flight, and some operators (JSON, lists) cannot spill: one
             # thread needs about half the memory of two. Slower, but the write completes within the limit.
-            target.unlink(missing_ok=True)
             threads = self.connection.execute("SELECT current_setting('threads')").fetchone()[0]  # type: ignore[index]
             log.warning("DuckDB ran out of its memory limit on a write; retrying it on one thread")
             self._run("SET threads = 1")
@@ -89,9 +91,6 @@ class DuckDBEngine:
                 raise
             finally:
                 self._run(f"SET threads = {int(threads)}")
-        except self._duckdb.Error as exc:
-            target.unlink(missing_ok=True)
-            raise QueryError(f"statement failed on duckdb: {first_line(exc)}") from exc
         return [target]
 
     def close(self) -> None:
