@@ -36,6 +36,7 @@ RESULTS_TABLE = "quality_results"
 FACTS_PREFIX = "quality_facts_"  # + the resource type, lower case: per-resource facts the element checks count
 VIOLATIONS_TABLE = "quality_violations"
 EXAMPLES = 5
+VIOLATIONS_PER_CHECK = 100_000  # record locators kept per failing check (the count is always exact)
 # Relations a run computes once, for the query checks whose records read them. References are resolved by a
 # bronze view that joins every identifier and every resource: read once, not once per referring resource type.
 PREPARED = {
@@ -44,7 +45,6 @@ SELECT t.resource_type, t.id, t.resolved
 FROM fhir_reference_targets t
 JOIN resources r ON r.resource_type = t.resource_type AND r.id = t.id AND r.version = t.version""",
 }
-VIOLATIONS_PER_CHECK = 100_000  # record locators kept per failing check (the count is always exact)
 
 
 def results_schema() -> pa.Schema:
