@@ -20,6 +20,7 @@ KEY_BYTES = 32
 _HEADER = "carelake-deid-key-v1"
 # A day offset in [-SHIFT_DAYS, SHIFT_DAYS], never 0, one per patient.
 SHIFT_DAYS = 365
+_PSEUDONYMS_KEPT = 100_000  # memoised pseudonyms per key: about 20 MB at most
 
 
 def keygen(path: str | os.PathLike[str], *, overwrite: bool = False) -> str:
@@ -57,6 +58,7 @@ class DeidKey:
             )
         self._key = key
         self.fingerprint = fingerprint(key)
+        self._pseudonyms: dict[tuple[str, str], str] = {}  # a patient's resources refer to the same few ids
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None, *, forbidden: tuple[Path, ...] = ()) -> DeidKey:
@@ -91,7 +93,12 @@ class DeidKey:
 
     def pseudonym(self, resource_type: str, id_: str) -> str:
         """The id a resource gets: stable under one key, a valid FHIR id (64 hex digits)."""
-        return self._mac(f"id|{resource_type}/{id_}").hex()
+        found = self._pseudonyms.get((resource_type, id_))
+        if found is None:
+            if len(self._pseudonyms) >= _PSEUDONYMS_KEPT:
+                self._pseudonyms.clear()
+            found = self._pseudonyms[resource_type, id_] = self._mac(f"id|{resource_type}/{id_}").hex()
+        return found
 
     def shift_days(self, subject: str) -> int:
         """One date offset per patient (or per resource without a patient), so intervals survive."""

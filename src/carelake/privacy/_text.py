@@ -20,8 +20,7 @@ every recogniser is pattern-based, with its context written into the pattern; as
 (about 60 notes of 500 words per second on one core, against a target of 20). Presidio's stock e-mail and URL
 recognisers are not used: the e-mail one validates through ``tldextract``, which fetches the public-suffix list
 over the network on first use, and the URL one matches inside abbreviations such as ``p.r.n.``. The patient's
-own identifiers are matched by one precompiled regular expression per :class:`Known` (cached), passed to Presidio
-as an ad-hoc recogniser.
+own identifiers are matched by one regular expression per :class:`Known`, compiled once per patient.
 
 Overlapping spans are merged into one, tagged with the category of the longest; ages over 89 become ``90+``
 in place. Nothing from the input text ever goes into an exception or a log line.
@@ -40,7 +39,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache, cached_property
 from typing import Any
 
 from carelake.privacy._known import MONTHS, phone_digits
@@ -62,6 +61,14 @@ class Known:
     emails: tuple[str, ...] = ()
     addresses: tuple[str, ...] = ()  # street lines, city names
     dates: tuple[str, ...] = ()  # ISO dates 'YYYY-MM-DD' (birth date) — match every common written form
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str] | None:
+        """One regular expression for all of it, a named group per category; built once per patient.
+
+        Kept on the object, not in a cache keyed by value: hashing every tuple again for each of the
+        patient's strings cost more than the match itself."""
+        return _known_regex(self)
 
 
 # -- word lists --------------------------------------------------------------------------------------------------
@@ -669,7 +676,6 @@ def _address_pattern(value: str, common: frozenset[str]) -> list[str]:
     return out
 
 
-@lru_cache(maxsize=512)
 def _known_regex(known: Known) -> re.Pattern[str] | None:
     """One regular expression for everything the record knows about a patient; a named group per category."""
     common = _word_lists().common
@@ -770,7 +776,7 @@ class TextScrubber:
         if not text or not text.strip():
             return []
         spans = list(self._generic(text)) if generic else []
-        pattern = _known_regex(known) if known is not None and known != Known() else None
+        pattern = known.pattern if known is not None else None
         if pattern is not None:
             spans.extend((m.start(), m.end(), m.lastgroup or "ID") for m in pattern.finditer(text))
         return _merge(spans)
