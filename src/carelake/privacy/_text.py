@@ -39,10 +39,11 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache, cached_property, partial
 from typing import Any
 
 from carelake.privacy._known import MONTHS, phone_digits
+from carelake.privacy._screen import Screen
 
 __all__ = ["CATEGORIES", "Known", "TextScrubber"]
 
@@ -274,9 +275,10 @@ Check = Callable[[re.Match[str]], bool]
 Refine = Callable[[str, int, int], tuple[int, int] | None]
 
 
-def _recognizer_classes() -> tuple[type, type]:
+def _recognizer_classes() -> tuple[type, type, type]:
     """Presidio recogniser classes, defined on first use so importing carelake.privacy stays light."""
     from presidio_analyzer import LocalRecognizer, RecognizerResult
+    from presidio_analyzer.predefined_recognizers import IpRecognizer
 
     class RegexRecognizer(LocalRecognizer):
         """Patterns whose named group ``phi`` (or whole match) is the span; optional check and span refinement."""
@@ -290,8 +292,12 @@ def _recognizer_classes() -> tuple[type, type]:
             check: Check | None = None,
             refine: Refine | None = None,
             score: float = 0.85,
+            screen: Screen | None = None,
         ) -> None:
             self._patterns = [re.compile(p) for p in patterns]
+            self._screen = screen
+            for pattern in patterns if screen is not None else ():
+                screen.add(pattern)
             self._check, self._refine, self._score, self._entity = check, refine, score, entity
             super().__init__(supported_entities=[entity], name=name, supported_language="en")
 
@@ -300,7 +306,10 @@ def _recognizer_classes() -> tuple[type, type]:
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
             results = []
+            possible = self._screen.may_match(text) if self._screen is not None else None
             for pattern in self._patterns:
+                if possible is not None and pattern.pattern not in possible:
+                    continue
                 for match in pattern.finditer(text):
                     if self._check is not None and not self._check(match):
                         continue
@@ -352,7 +361,22 @@ def _recognizer_classes() -> tuple[type, type]:
                     i += 1
             return results
 
-    return RegexRecognizer, DictionaryNameRecognizer
+    class ScreenedIpRecognizer(IpRecognizer):
+        """Presidio's IP recogniser, skipped on texts where the screen rules all of its patterns out."""
+
+        def __init__(self, screen: Screen) -> None:
+            super().__init__(supported_entity="IP", context=[])
+            self._screen = screen
+            for pattern in self.patterns:
+                screen.add(pattern.regex, self.global_regex_flags)
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None, regex_flags: Any = None) -> Any:
+            possible = self._screen.may_match(text)
+            if possible is not None and not any(p.regex in possible for p in self.patterns):
+                return []
+            return super().analyze(text, entities, nlp_artifacts, regex_flags)
+
+    return RegexRecognizer, DictionaryNameRecognizer, ScreenedIpRecognizer
 
 
 _ADJACENT = re.compile(rf"[ \t](?:{_INITIAL}[ \t])?")
@@ -422,9 +446,9 @@ def _relative_name(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 def _generic_recognizers() -> list[Any]:
     """Every pattern recogniser carelake registers with Presidio (built once per scrubber)."""
-    from presidio_analyzer.predefined_recognizers import IpRecognizer
-
-    rx, dictionary = _recognizer_classes()
+    regex_recognizer, dictionary, ip_recognizer = _recognizer_classes()
+    screen = Screen()  # one RE2 pass per text tells which of the patterns below can match it at all
+    rx = partial(regex_recognizer, screen=screen)
     titles = r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Doctor|Prof|Professor|Rev|MRS|DR)\.?[ \t]+"  # not MS (sclerosis, Contin)
     header = (
         r"\b(?i:patient(?:[ \t]+name)?|pt(?:[ \t]+name)?|name|client|resident|member|subscriber|guarantor|"
@@ -567,7 +591,7 @@ def _generic_recognizers() -> list[Any]:
             check=_valid_alnum_id,
         ),
     ]
-    ip = IpRecognizer(supported_entity="IP", context=[])
+    ip = ip_recognizer(screen)
     return [*names, dates, month_day, numeric, month_year, age, phones, email, url, addresses, *ids, ip]
 
 

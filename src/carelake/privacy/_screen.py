@@ -1,0 +1,186 @@
+"""Which of many Python regular expressions can match a text, in one pass: skip the scans that cannot.
+
+The free-text scrubber runs some forty patterns over every note, and most of them find nothing in a given note:
+Python's ``re`` still tries each one at every position (the lookbehinds and case-insensitive cue lists they start
+with defeat its literal-prefix search), about 2.5 ms per note in all. RE2 (``google-re2``) tells in one linear
+pass which of a set of patterns match anywhere, but it has no lookaround and no backreference, so it cannot run
+the patterns themselves. A :class:`Screen` runs a *relaxed* form of each pattern in one RE2 set:
+
+* a lookbehind that opens the pattern and a lookahead that closes it are matched as plain text (where the
+  pattern matches, that text is there); every other lookaround becomes empty (it only ever removes matches);
+* a backreference becomes the pattern of the group it refers to (which matched the same text);
+* ``^``/``$``/``\\A``/``\\Z`` become empty (Python's ``$`` also matches before a final newline, RE2's does not);
+* everything else (literals, classes, ``\\b``, repeats, flags) is written out in RE2 syntax.
+
+So a relaxed pattern matches every text its original matches: when RE2 finds nothing, neither would ``re``, and
+that scan is skipped; otherwise the original runs as before, so what is found never changes, only how fast.
+The two engines agree on ``\\w``, ``\\d``, ``\\s``, ``\\b`` and case folding for ASCII text without the few
+control characters Python also counts as space (``\\v``, ``\\x1c``-``\\x1f``); any other text is scanned with
+every pattern, as is any pattern with no relaxed form, and every text should RE2 ever give up on the set.
+"""
+
+from __future__ import annotations
+
+import re
+import re._constants as sre  # the parse tree of re's own parser: the only complete reading of Python's syntax
+import re._parser as sre_parse
+from typing import Any
+
+# Python counts these as \s and RE2 does not: a text holding one is never judged by RE2.
+_ODD_SPACE = re.compile(r"[\x0b\x1c-\x1f]")
+_CATEGORIES = {
+    sre.CATEGORY_DIGIT: r"\d",
+    sre.CATEGORY_NOT_DIGIT: r"\D",
+    sre.CATEGORY_SPACE: r"\s",
+    sre.CATEGORY_NOT_SPACE: r"\S",
+    sre.CATEGORY_WORD: r"\w",
+    sre.CATEGORY_NOT_WORD: r"\W",
+}
+_FLAGS = {re.IGNORECASE: "i", re.DOTALL: "s", re.MULTILINE: "m"}
+# The name and month lists make large automata: RE2's default budget of 8 MB is tight for all of them at once.
+MAX_MEM = 256 << 20
+
+
+class Unsupported(Exception):
+    """The pattern uses syntax with no relaxed RE2 form: it is always scanned."""
+
+
+class Screen:
+    """Patterns are added as recognisers are built; the RE2 set is compiled on the first text."""
+
+    def __init__(self, *, max_mem: int = MAX_MEM) -> None:
+        self._patterns: dict[str, str] = {}  # pattern text -> its relaxed form
+        self._always: set[str] = set()  # patterns without a relaxed form
+        self._max_mem = max_mem
+        self._set: Any = None
+        self._order: list[str] = []  # set index - 1 -> pattern text (index 0 is the always-matching sentinel)
+        self._last: tuple[str | None, frozenset[str] | None] = (None, None)
+
+    def add(self, pattern: str, flags: int = 0) -> None:
+        try:
+            self._patterns[pattern] = _relax(pattern, flags)
+        except (Unsupported, re.error):
+            self._always.add(pattern)
+
+    def may_match(self, text: str) -> frozenset[str] | None:
+        """The patterns that may match ``text`` (a superset of those that do), or None: scan with every pattern.
+
+        The recognisers of one analysis ask in turn about the same text; the answer is kept for it."""
+        last_text, last = self._last
+        if text is last_text:
+            return last
+        found = self._judge(text)
+        self._last = (text, found)
+        return found
+
+    def _judge(self, text: str) -> frozenset[str] | None:
+        if not text.isascii() or _ODD_SPACE.search(text):
+            return None
+        if self._set is None:
+            self._compile()
+        hits = self._set.Match(text)
+        if 0 not in hits:  # the sentinel always matches: RE2 gave up (out of memory), so judge nothing
+            return None
+        return frozenset(self._order[i - 1] for i in hits if i) | self._always
+
+    def _compile(self) -> None:
+        import re2
+
+        options = re2.Options()
+        options.max_mem = self._max_mem
+        options.log_errors = False
+        screen = re2.Set.SearchSet(options)
+        screen.Add("")
+        order = []
+        for pattern, relaxed in self._patterns.items():
+            try:
+                screen.Add(relaxed)
+            except re2.error:
+                self._always.add(pattern)
+            else:
+                order.append(pattern)
+        screen.Compile()
+        self._set, self._order = screen, order
+
+
+def _relax(pattern: str, flags: int) -> str:
+    tree = sre_parse.parse(pattern, flags)
+    on = "".join(letter for flag, letter in _FLAGS.items() if tree.state.flags & flag)
+    writer, last = _Writer(), len(tree) - 1
+    body = "".join(
+        writer.sequence(arg[1])  # an opening lookbehind or closing lookahead: its text is there, match it
+        if op is sre.ASSERT and ((i == 0 and arg[0] < 0) or (i == last and arg[0] > 0))
+        else writer.item(op, arg)
+        for i, (op, arg) in enumerate(tree)
+    )
+    return f"(?{on}:{body})" if on else body
+
+
+class _Writer:
+    """Writes a parse tree of ``re`` as RE2 syntax, relaxed as the module docstring says."""
+
+    def __init__(self) -> None:
+        self.groups: dict[int, str] = {}
+
+    def sequence(self, items: Any) -> str:
+        return "".join(self.item(op, arg) for op, arg in items)
+
+    def item(self, op: Any, arg: Any) -> str:
+        if op is sre.LITERAL:
+            return _char(arg)
+        if op is sre.NOT_LITERAL:
+            return f"[^{_char(arg)}]"
+        if op is sre.ANY:
+            return "."
+        if op is sre.IN:
+            return _charset(arg)
+        if op is sre.BRANCH:
+            return "(?:" + "|".join(self.sequence(branch) for branch in arg[1]) + ")"
+        if op is sre.SUBPATTERN:
+            group, add, remove, items = arg
+            on = "".join(letter for flag, letter in _FLAGS.items() if add & flag)
+            off = "".join(letter for flag, letter in _FLAGS.items() if remove & flag)
+            body = self.sequence(items)
+            if group is not None:
+                self.groups[group] = body
+            return f"(?{on}-{off}:{body})" if off else f"(?{on}:{body})"
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", None)):
+            low, high, items = arg
+            bound = f"{{{low},}}" if high is sre.MAXREPEAT else f"{{{low},{high}}}"
+            if low > 1000 or (high is not sre.MAXREPEAT and high > 1000):  # RE2's repeat limit
+                raise Unsupported("repeat count over 1000")
+            return f"(?:{self.sequence(items)}){bound}"
+        if op is getattr(sre, "ATOMIC_GROUP", None):
+            return f"(?:{self.sequence(arg)})"
+        if op in (sre.ASSERT, sre.ASSERT_NOT):
+            return ""
+        if op is sre.AT:
+            return {sre.AT_BOUNDARY: r"\b", sre.AT_NON_BOUNDARY: r"\B"}.get(arg, "")
+        if op is sre.GROUPREF:
+            if arg not in self.groups:
+                raise Unsupported("a reference to a group not yet closed")
+            return f"(?:{self.groups[arg]})"
+        if op is sre.GROUPREF_EXISTS:
+            _, yes, no = arg
+            return f"(?:{self.sequence(yes)}|{self.sequence(no) if no else ''})"
+        raise Unsupported(str(op))
+
+
+def _char(code: int) -> str:
+    return chr(code) if chr(code).isascii() and chr(code).isalnum() else f"\\x{{{code:x}}}"
+
+
+def _charset(items: Any) -> str:
+    parts, negate = [], False
+    for op, arg in items:
+        if op is sre.NEGATE:
+            negate = True
+        elif op is sre.LITERAL:
+            parts.append(_char(arg))
+        elif op is sre.RANGE:
+            parts.append(f"{_char(arg[0])}-{_char(arg[1])}")
+        elif op is sre.CATEGORY and arg in _CATEGORIES:
+            parts.append(_CATEGORIES[arg])
+        else:
+            raise Unsupported(str(op))
+    return f"[{'^' if negate else ''}{''.join(parts)}]"
