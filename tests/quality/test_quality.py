@@ -4,12 +4,14 @@ corpora we did not generate, equal on DuckDB and Spark, and usable from the comm
 from __future__ import annotations
 
 import collections
+import csv
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -74,6 +76,38 @@ def test_every_planted_fault_kind_is_found(faulty: tuple[Path, cl.Lake, cl.quali
     recall = {kind: found[kind] / planted[kind] for kind in planted}
     assert all(r >= 0.95 for r in recall.values()), sorted(recall.items())
     assert run.fatal_failures == ["resource_id_unique:id"]  # duplicate ids are fatal for pipelines
+
+
+def test_matched_types_count_what_one_query_per_instance_would(
+    faulty: tuple[Path, cl.Lake, cl.quality.QualityRun],
+) -> None:
+    """A `match` type judges every instance in one scan of its records; each instance must still get exactly
+    the counts of its own query, written here by hand from the same CSV."""
+    _, lake, run = faulty
+    got = {(r["check_type"], r["field"]): (r["numerator"], r["denominator"]) for r in run.results.to_pylist()}
+    observations = cl.fhir.run_view(next(v for v in standard_views() if v["name"] == "observations"), lake=lake)
+    con = duckdb.connect()
+    con.register("observations", observations)
+    rows = list(csv.DictReader((Path(cl.quality.__file__).parent / "plausible_ranges.csv").open(newline="")))
+    units: dict[str, list[str]] = collections.defaultdict(list)
+    for row in rows:
+        units[row["loinc"]].append(row["unit"])
+        where = f"loinc_code = '{row['loinc']}' AND unit = '{row['unit']}' AND value IS NOT NULL"
+        want = con.sql(
+            f"SELECT coalesce(count_if(value < {row['low']} OR value > {row['high']}), 0) AS n, count(*) AS d "
+            f"FROM observations WHERE {where}"
+        ).fetchall()[0]
+        field = f"observations.value ({row['loinc']} {row['display']}, {row['unit']})"
+        assert got[("plausible_value_range", field)] == want, field
+    for loinc, allowed in units.items():
+        listed = ", ".join(f"'{u}'" for u in allowed)
+        want = con.sql(
+            f"SELECT coalesce(count_if(unit IS NULL OR unit NOT IN ({listed})), 0) AS n, count(*) AS d "
+            f"FROM observations WHERE loinc_code = '{loinc}' AND value IS NOT NULL"
+        ).fetchall()[0]
+        display = next(r["display"] for r in rows if r["loinc"] == loinc)
+        assert got[("plausible_unit", f"observations.unit ({loinc} {display})")] == want, loinc
+    assert sum(n for (t, _), (n, _) in got.items() if t == "plausible_value_range") > 0  # faults were planted
 
 
 def test_clean_data_raises_almost_no_alarms(tmp_path: Path) -> None:

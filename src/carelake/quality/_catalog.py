@@ -65,6 +65,7 @@ class CheckType:
     records: str = ""
     validator: str | None = None
     requires: str = ""  # a lake table the check reads besides its own (an OMOP check's omop_concept)
+    match: tuple[str, ...] = ()  # parameters joining one `records` to all instances (check_types.toml)
 
 
 @dataclass(frozen=True)
@@ -85,14 +86,17 @@ class Check:
 def check_types() -> dict[str, CheckType]:
     """Every check type, by id, in catalog order."""
     raw = tomllib.loads((HERE / "check_types.toml").read_text())
-    return {name: CheckType(id=name, **{k: v for k, v in spec.items()}) for name, spec in raw.items()}
+    return {
+        name: CheckType(id=name, **{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+        for name, spec in raw.items()
+    }
 
 
 @cache
 def _tables() -> dict[str, list[dict[str, Any]]]:
     tables: dict[str, list[dict[str, Any]]] = tomllib.loads((HERE / "instances.toml").read_text())
     with (HERE / "plausible_ranges.csv").open(newline="") as f:
-        ranges = list(csv.DictReader(f))
+        ranges = [{**row, "low": float(row["low"]), "high": float(row["high"])} for row in csv.DictReader(f)]
     tables["plausible_ranges"] = ranges
     units: dict[str, dict[str, Any]] = {}
     for row in ranges:
@@ -168,7 +172,7 @@ def _instances(
         for row in _tables()[name]:
             params = {**row, "as_of": as_of}
             for key in ("codes", "units"):
-                if isinstance(row.get(key), list):
+                if isinstance(row.get(key), list) and not type_.match:  # matched instances keep their lists
                     params[key] = ", ".join(_literal(c) for c in row[key])
             resource_type = row.get("resource_type") or type_.resource_type
             needs = [f"omop_{row[k]}" for k in ("table", "target") if k in row and resource_type in omop]

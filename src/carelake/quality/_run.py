@@ -305,32 +305,58 @@ def _run_query_checks(
     staging: Path,
 ) -> None:
     type_ = checks[0].type
-    if type_.validator:
-        invalid = _invalid_values(eng, type_.validator, [c.type.records.format(**c.params) for c in checks], staging)
-    branches = []
-    for c in checks:
-        records = c.type.records.format(**c.params)
+    if type_.match:
+        checked = _matched_records(eng, checks, staging)
+    else:
         if type_.validator:
-            branches.append(
-                f"SELECT '{c.id}' AS check_id, r.resource_type, r.id, iv.value IS NOT NULL AS bad "
-                f"FROM ({records}) AS r LEFT JOIN {invalid} AS iv ON iv.value = r.value"
-            )
-        else:
-            violated = c.type.violated.format(**c.params)
-            branches.append(
-                f"SELECT '{c.id}' AS check_id, resource_type, id, coalesce({violated}, FALSE) AS bad "
-                f"FROM ({records}) AS r"
-            )
-    union = " UNION ALL ".join(branches)
+            records = [c.type.records.format(**c.params) for c in checks]
+            invalid = _invalid_values(eng, type_.validator, records, staging)
+        branches = []
+        for c in checks:
+            records = c.type.records.format(**c.params)
+            if type_.validator:
+                branches.append(
+                    f"SELECT '{c.id}' AS check_id, r.resource_type, r.id, iv.value IS NOT NULL AS bad "
+                    f"FROM ({records}) AS r LEFT JOIN {invalid} AS iv ON iv.value = r.value"
+                )
+            else:
+                violated = c.type.violated.format(**c.params)
+                branches.append(
+                    f"SELECT '{c.id}' AS check_id, resource_type, id, coalesce({violated}, FALSE) AS bad "
+                    f"FROM ({records}) AS r"
+                )
+        checked = " UNION ALL ".join(branches)
     # One pass over the records gives the counts and the violating resources together: the checks read all
     # the data, and a second pass for the violations would double the cost of every check that fails.
     for r in eng.query(
         "SELECT check_id, count(*) AS d, count_if(bad) AS n, "
         "array_agg({'t': resource_type, 'i': id}) FILTER (WHERE bad) AS v "
-        f"FROM ({union}) AS _cl_checked GROUP BY check_id"
+        f"FROM ({checked}) AS _cl_checked GROUP BY check_id"
     ).to_pylist():
         tallies[r["check_id"]] = (int(r["n"]), int(r["d"]))
         violations[r["check_id"]].extend((v["t"], v["i"]) for v in r["v"] or ())
+
+
+def _matched_records(eng: Engine, checks: list[Check], staging: Path) -> str:
+    """The records of a ``match`` type joined to its instances (a table in staging): one scan for all of them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    type_ = checks[0].type
+    params = sorted(checks[0].params)
+    table = pa.Table.from_pylist([{"_cl_check": c.id, **{f"_cl_p_{k}": c.params[k] for k in params}} for c in checks])
+    folder = staging / "instances"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{type_.id}.parquet"  # Spark skips files whose names start with _
+    pq.write_table(table, path)
+    name = f"_cl_instances_{type_.id}"
+    eng.register_parquet(name, [path])
+    violated = type_.violated.format(**{k: f"p._cl_p_{k}" for k in params})
+    on = " AND ".join(f"r.{k} = p._cl_p_{k}" for k in type_.match)
+    return (
+        f"SELECT p._cl_check AS check_id, r.resource_type, r.id, coalesce({violated}, FALSE) AS bad "
+        f"FROM ({type_.records}) AS r JOIN {name} AS p ON {on}"
+    )
 
 
 def _validators() -> dict[str, Callable[[str], bool]]:
