@@ -17,7 +17,7 @@ Every recogniser is pattern-based, with its context written into the pattern: no
 downloaded, no NER runs, and the recognisers are called directly rather than through Presidio's
 ``AnalyzerEngine``, whose NLP pass, context enhancement and de-duplication had nothing to add (see
 ``_recognizers``). Before they run, one RE2 pass rules out the patterns that cannot match the text
-(:mod:`carelake.privacy._screen`). About 95 notes of 500 words per second on one core, against a target of 20.
+(:mod:`carelake.privacy._screen`). About 110 notes of 500 words per second on one core, against a target of 20.
 Presidio's stock e-mail and URL recognisers are not used: the e-mail one validates through ``tldextract``, which
 fetches the public-suffix list over the network on first use, and the URL one matches inside abbreviations such
 as ``p.r.n.``. The patient's own identifiers are matched by one regular expression per :class:`Known`, compiled
@@ -297,8 +297,9 @@ def _recognizer_classes() -> tuple[type, type, type]:
         ) -> None:
             self._patterns = [re.compile(p) for p in patterns]
             self._screen = screen
-            for pattern in patterns if screen is not None else ():
-                screen.add(pattern)
+            if screen is not None:
+                for pattern in patterns:
+                    screen.add(pattern)
             self._check, self._refine, self._score, self._entity = check, refine, score, entity
             super().__init__(supported_entities=[entity], name=name, supported_language="en")
 
@@ -446,7 +447,7 @@ def _relative_name(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 
 def _generic_recognizers() -> list[Any]:
-    """Every pattern recogniser carelake registers with Presidio (built once per scrubber)."""
+    """Every recogniser the scrubber runs, sharing one screen (built once per process: ``_recognizers``)."""
     regex_recognizer, dictionary, ip_recognizer = _recognizer_classes()
     screen = Screen()  # one RE2 pass per text tells which of the patterns below can match it at all
     rx = partial(regex_recognizer, screen=screen)
