@@ -308,12 +308,11 @@ def _run_query_checks(
     if type_.match:
         checked = _matched_records(eng, checks, staging)
     else:
+        formatted = [c.type.records.format(**c.params) for c in checks]
         if type_.validator:
-            records = [c.type.records.format(**c.params) for c in checks]
-            invalid = _invalid_values(eng, type_.validator, records, staging)
+            invalid = _invalid_values(eng, type_.validator, formatted, staging)
         branches = []
-        for c in checks:
-            records = c.type.records.format(**c.params)
+        for c, records in zip(checks, formatted, strict=True):
             if type_.validator:
                 branches.append(
                     f"SELECT '{c.id}' AS check_id, r.resource_type, r.id, iv.value IS NOT NULL AS bad "
