@@ -84,7 +84,7 @@ def test_sound_and_useful_on_real_and_held_apart_notes(
 
 _PIECES = st.sampled_from(
     [
-        " ", "  ", "\t", "\n", ",", ".", ":", "#", "-", "/", "@", "(", ")", "'", "’", "é", "\x0b",
+        " ", "  ", "\t", "\n", ",", ".", ":", "#", "-", "/", "@", "(", ")", "'", "’", "é", "\x0b", "°", "–", "“",
         "0", "7", "12", "1961", "2019", "555", "0147", "62704", "912-34-5678", "192.168.1.20", "::1",
         "Dr.", "Mrs", "Patient", "patient:", "MRN", "mrn #", "ID", "Signed by", "RN", "MD", "wife", "son,",
         "says", "called", "March", "Mar", "May", "sept", "Jane", "Doe", "O'Brien", "McCarthy", "Elm", "Street",
@@ -127,9 +127,14 @@ def test_relaxed_forms(pattern: str, matching: str, not_matching: str) -> None:
 def test_texts_re2_would_read_differently_are_not_judged() -> None:
     screen = Screen()
     screen.add(r"\s\d")
-    assert screen.may_match("é 1") is None  # Unicode: \w, \d, \b and case folding differ between the engines
-    assert screen.may_match("a\x0b1") is None  # Python's \s includes \v; RE2's does not
+    assert screen.may_match("é 1") is None  # Unicode letters: \w, \b and case folding differ between the engines
+    assert screen.may_match("a\u00a01") is None  # a non-breaking space is \s to Python only
+    assert screen.may_match("a\x0b1") is None  # so is \v
+    assert screen.may_match("Ⓐ 1") is None  # a symbol with case
     assert screen.may_match("a b") == frozenset()
+    # Punctuation and symbols read the same in both: a note with a typographic apostrophe is still screened.
+    assert screen.may_match("Temp 38.5°C – patient’s “stable”") == {r"\s\d"}
+    assert screen.may_match("patient’s “stable”") == frozenset()
 
 
 def test_a_pattern_without_relaxed_form_is_always_possible() -> None:

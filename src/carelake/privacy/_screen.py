@@ -15,8 +15,9 @@ the patterns themselves. A :class:`Screen` runs a *relaxed* form of each pattern
 So a relaxed pattern matches every text its original matches: when RE2 finds nothing, neither would ``re``, and
 that scan is skipped; otherwise the original runs as before, so what is found never changes, only how fast.
 The two engines agree on ``\\w``, ``\\d``, ``\\s``, ``\\b`` and case folding for ASCII text without the few
-control characters Python also counts as space (``\\v``, ``\\x1c``-``\\x1f``); any other text is scanned with
-every pattern, as is any pattern with no relaxed form, and every text should RE2 ever give up on the set.
+control characters Python also counts as space (``\\v``, ``\\x1c``-``\\x1f``), and for non-ASCII punctuation and
+symbols (``’``, ``°``); any other text is scanned with every pattern, as is any pattern with no relaxed form, and
+every text should RE2 ever give up on the set.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import re
 import re._constants as sre  # the parse tree of re's own parser: the only complete reading of Python's syntax
 import re._parser as sre_parse
+import unicodedata
 from typing import Any
 
 # Python counts these as \s and RE2 does not: a text holding one is never judged by RE2.
@@ -75,7 +77,7 @@ class Screen:
         return found
 
     def _judge(self, text: str) -> frozenset[str] | None:
-        if not text.isascii() or _ODD_SPACE.search(text):
+        if _ODD_SPACE.search(text) or not (text.isascii() or _plain_symbols(text)):
             return None
         if self._set is None:
             self._compile()
@@ -102,6 +104,19 @@ class Screen:
                 order.append(pattern)
         screen.Compile()
         self._set, self._order = screen, order
+
+
+def _plain_symbols(text: str) -> bool:
+    """Are all the non-ASCII characters punctuation or symbols (’ “ ” – ° ± • …)?
+
+    Those are never ``\\w``, ``\\d`` or ``\\s`` and have no case in either engine, so they read the same in
+    both, and a note with a typographic apostrophe or a degree sign can still be screened. Letters, digits,
+    spaces and marks outside ASCII (é, µ, the Kelvin sign, a non-breaking space) are where the engines differ."""
+    return all(
+        unicodedata.category(ch)[0] in "PS" and ch.lower() == ch.upper()  # not Ⓐ: circled letters have case
+        for ch in set(text)
+        if not ch.isascii()
+    )
 
 
 def _relax(pattern: str, flags: int) -> str:
