@@ -339,17 +339,11 @@ def _run_query_checks(
 def _matched_records(eng: Engine, checks: list[Check], staging: Path) -> str:
     """The records of a ``match`` type joined to its instances (a table in staging): one scan for all of them."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     type_ = checks[0].type
     params = sorted(checks[0].params)
     table = pa.Table.from_pylist([{"_cl_check": c.id, **{f"_cl_p_{k}": c.params[k] for k in params}} for c in checks])
-    folder = staging / "instances"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{type_.id}.parquet"  # Spark skips files whose names start with _
-    pq.write_table(table, path)
-    name = f"_cl_instances_{type_.id}"
-    eng.register_parquet(name, [path])
+    name = _register_table(eng, f"_cl_instances_{type_.id}", table, staging / "instances" / f"{type_.id}.parquet")
     violated = type_.violated.format(**{k: f"p._cl_p_{k}" for k in params})
     on = " AND ".join(f"r.{k} = p._cl_p_{k}" for k in type_.match)
     return (
@@ -381,17 +375,24 @@ def _validators() -> dict[str, Callable[[str], bool]]:
 def _invalid_values(eng: Engine, validator: str, records: list[str], staging: Path) -> str:
     """Judge each distinct value once in Python with the validator's library; register the invalid ones."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     union = " UNION ALL ".join(f"SELECT value FROM ({r}) AS r" for r in records)
     values = eng.query(f"SELECT DISTINCT value FROM ({union}) AS v WHERE value IS NOT NULL").column(0).to_pylist()
     check = _validators()[validator]
     bad = sorted(v for v in values if not check(v))
-    name = f"_cl_invalid_{validator}"
-    folder = staging / "validators"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"invalid-{validator}.parquet"  # Spark skips files whose names start with _
-    pq.write_table(pa.table({"value": pa.array(bad, pa.string())}), path)
+    table = pa.table({"value": pa.array(bad, pa.string())})
+    path = staging / "validators" / f"invalid-{validator}.parquet"
+    return _register_table(eng, f"_cl_invalid_{validator}", table, path)
+
+
+def _register_table(eng: Engine, name: str, table: pa.Table, path: Path) -> str:
+    """A small table made in Python, written to the run's staging area and registered: both engines read it.
+
+    ``path``'s name must not start with ``_``: Spark skips such files."""
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(exist_ok=True)
+    pq.write_table(table, path)
     eng.register_parquet(name, [path])
     return name
 
