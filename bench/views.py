@@ -7,8 +7,9 @@
 The benchmark lake replicates the public Synthea corpus with rewritten UUIDs per copy, so references stay
 consistent within a copy: the four transaction bundles (196 Observations; entries unpacked, ``urn:uuid:``
 references rewritten to ``Type/id``; Claim and ExplanationOfBenefit left out, half the bytes and read by no
-view) as often as it takes to reach ``--observations``, and the 10-patient bulk NDJSON export (AllergyIntolerance,
-DocumentReference and more) once per 50 of those copies. It is written as NDJSON per resource type,
+view), with the FHIR specification's FamilyMemberHistory example (Synthea writes none), as often as it takes
+to reach ``--observations``, and the 10-patient bulk NDJSON export (AllergyIntolerance, DocumentReference and
+more) once per 50 of those copies. It is written as NDJSON per resource type,
 ingested once with ``carelake.ingest_fhir`` and kept under bench/out/views-lake-N for later runs.
 
 For each standard view this prints rows, seconds and rows/s for
@@ -53,6 +54,7 @@ HERE = Path(__file__).resolve().parent
 SYNTHEA = HERE.parent.parent / "shared/testdata/synthea-fhir-r4"
 BUNDLES = SYNTHEA / "transaction-bundles"
 BULK = SYNTHEA / "bulk-ndjson-10-patients"
+FAMILY_HISTORY = HERE.parent.parent / "shared/testdata/fhir-r4-examples/spec-examples/familymemberhistory-example.json"
 UUID = re.compile(rb"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-)[0-9a-f]{12}")
 MARK = b"\x00copy\x00"  # stands for a copy's 12-digit UUID tail in the templates (never in JSON text)
 URN_REFERENCE = re.compile(rb'"reference":"urn:uuid:([0-9a-f-]{36})"')
@@ -84,6 +86,9 @@ def templates() -> tuple[dict[str, list[bytes]], dict[str, list[bytes]]]:
                 continue
             line = URN_REFERENCE.sub(literal, orjson.dumps(resource))
             bundled.setdefault(resource["resourceType"], []).append(UUID.sub(lambda m: m.group(1) + MARK, line))
+    # Synthea writes no FamilyMemberHistory: the specification's example, once per copy, under a copy's own id.
+    family = {**orjson.loads(FAMILY_HISTORY.read_bytes()), "id": "f0000000-0000-4000-8000-000000000000"}
+    bundled["FamilyMemberHistory"] = [UUID.sub(lambda m: m.group(1) + MARK, orjson.dumps(family))]
     bulk: dict[str, list[bytes]] = {}
     for path in sorted(BULK.glob("*.000.ndjson")):
         lines = [ln for ln in path.read_bytes().splitlines() if ln.strip()]
@@ -251,6 +256,7 @@ _ENCOUNTER = {
     "period": {"start": "VARCHAR", "end": "VARCHAR"},
     "reasonCode": [CONCEPT],
     "hospitalization": {"admitSource": CONCEPT, "dischargeDisposition": CONCEPT},
+    "priority": CONCEPT,
     "serviceProvider": REF,
 }
 _CONDITION = {
@@ -362,6 +368,7 @@ FROM (
          r.period.start AS start, r.period."end" AS "end",
          r.reasonCode[1].coding[1].code AS reason_code, r.reasonCode[1].coding[1].display AS reason_display,
          r.hospitalization.admitSource.coding[1].code AS admit_source_code,
+         r.priority.coding[1].code AS priority_code,
          r.hospitalization.dischargeDisposition.coding[1].code AS discharge_disposition_code,
          r.hospitalization.dischargeDisposition.coding[1].display AS discharge_disposition,
          {ref_key("r.serviceProvider.reference", "Organization")} AS service_provider_id
