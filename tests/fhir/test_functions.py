@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ def _texts(c: str) -> str:
 
 
 R = "cl_fp_parse(t)"
+STRUCTURE = {"name": [{"family": "JSON"}], "o": {"x": "JSON"}, "arr": "JSON", "nope": "JSON", "nul": "JSON"}
+TYPED = f"cl_fp_typed(t, '{json.dumps(STRUCTURE)}')"
 EXPRESSIONS: dict[str, tuple[str, Any]] = {
     "get array": (_texts(f"cl_fp_get({R}, 'name')"), ['{"family":"F","given":["a","b"]}', '{"family":null}']),
     "get object": (_texts(f"cl_fp_get({R}, 'o')"), ['{"x":1}']),
@@ -42,6 +45,21 @@ EXPRESSIONS: dict[str, tuple[str, Any]] = {
         f"[cl_fp_count(cl_fp_member(cl_fp_members({R}, ['nope', 'nul']), 0)), "
         f"cl_fp_count(cl_fp_member(cl_fp_members({R}, ['nope', 'nul']), 1))]",
         [0, 0],
+    ),
+    "typed elements like get": (
+        _texts(f"cl_fp_elements(struct_extract({TYPED}, 'arr'))"),
+        ["1", '"two"'],
+    ),
+    "typed list of structs": (
+        f"list_transform(struct_extract({TYPED}, 'name'), lambda _n: cl_fp_str(cl_fp_at("
+        "cl_fp_elements(struct_extract(_n, 'family')), 0)))",
+        ["F", None],
+    ),
+    "typed object and missing": (
+        f"[cl_fp_count(cl_fp_elements(struct_extract(struct_extract({TYPED}, 'o'), 'x'))), "
+        f"cl_fp_count(cl_fp_elements(struct_extract({TYPED}, 'nope'))), "
+        f"cl_fp_count(cl_fp_elements(struct_extract({TYPED}, 'nul')))]",
+        [1, 0, 0],
     ),
     "get on a string": (_texts("cl_fp_get(cl_fp_of('x'), 'id')"), []),
     "get on no element": (_texts("cl_fp_get(cl_fp_null(), 'id')"), []),

@@ -138,6 +138,20 @@ def _portable(params: str, body: str) -> tuple[str, str, Callable[[list[Any]], s
     return params, body, build
 
 
+def _spark_typed(doc: str, structure: Any) -> str:
+    """``from_json`` with a ``json_transform`` structure as its schema: primitives stay variants."""
+    import json
+
+    def ddl(node: Any) -> str:
+        if node == "JSON":
+            return "VARIANT"
+        if isinstance(node, list):
+            return f"ARRAY<{ddl(node[0])}>"
+        return "STRUCT<" + ", ".join(f"`{name}`: {ddl(inner)}" for name, inner in node.items()) + ">"
+
+    return f"from_json({doc}, '{ddl(json.loads(structure.name))}')"
+
+
 def _spark_element_kind(e: str) -> str:
     head = f"regexp_extract(schema_of_variant({e}), '^[A-Z]+', 0)"
     return (
@@ -177,14 +191,21 @@ FUNCTIONS.update(
             "json_extract(e, list_transform(ks, lambda _cl_k: '$.' || _cl_k))",
             lambda a: "array(" + ", ".join(FUNCTIONS["cl_fp_get"][2]([a[0], k]) for k in a[1].expressions) + ")",
         ),
-        # Member i (0-based) of cl_fp_members, as a collection.
-        "cl_fp_member": (
-            "ms, i",
-            "CASE WHEN ms[i + 1] IS NULL OR json_type(ms[i + 1]) = 'NULL' THEN CAST([] AS JSON[]) "
-            "WHEN json_type(ms[i + 1]) = 'ARRAY' THEN list_filter(CAST(ms[i + 1] AS JSON[]), "
-            "lambda _cl_x: json_type(_cl_x) <> 'NULL') ELSE [ms[i + 1]] END",
-            lambda a: f"get({_sp(a[0])}, {_sp(a[1])})",
+        # A member's value as cl_fp_get gives it: the elements of an array, one value, or none for null.
+        "cl_fp_elements": (
+            "v",
+            "CASE WHEN v IS NULL OR json_type(v) = 'NULL' THEN CAST([] AS JSON[]) "
+            "WHEN json_type(v) = 'ARRAY' THEN list_filter(CAST(v AS JSON[]), "
+            "lambda _cl_x: json_type(_cl_x) <> 'NULL') ELSE [v] END",
+            lambda a: (
+                f"filter(coalesce(try_variant_get({_sp(a[0])}, '$', 'array<variant>'), array({_sp(a[0])})), "
+                "_cl_x -> _cl_x IS NOT NULL AND NOT is_variant_null(_cl_x))"
+            ),
         ),
+        # Member i (0-based) of cl_fp_members, as a collection.
+        "cl_fp_member": ("ms, i", "cl_fp_elements(ms[i + 1])", lambda a: f"get({_sp(a[0])}, {_sp(a[1])})"),
+        # Resource text -> a struct of the members a view reads (a json_transform structure; see fhir._typed).
+        "cl_fp_typed": ("t, s", "json_transform(t, s)", lambda a: _spark_typed(_sp(a[0]), a[1])),
         # An element's kind: object, array, string, number, boolean, null.
         "cl_fp_kind": (
             "e",
@@ -254,13 +275,11 @@ FUNCTIONS.update(
         # Like cl_fp_indexed, but an empty collection gives one {e: NULL, i: 0} (forEachOrNull).
         "cl_fp_indexed_or_null": (
             "c",
-            "CASE WHEN len(c) = 0 THEN [{'e': CAST(NULL AS JSON), 'i': CAST(0 AS BIGINT)}] "
-            "ELSE list_transform(c, lambda _cl_v, _cl_i: {'e': _cl_v, 'i': CAST(_cl_i - 1 AS BIGINT)}) END",
+            "list_transform(CASE WHEN len(c) = 0 THEN [NULL] ELSE c END, "
+            "lambda _cl_v, _cl_i: {'e': _cl_v, 'i': CAST(_cl_i - 1 AS BIGINT)})",
             lambda a: (
-                f"CASE WHEN size({_sp(a[0])}) = 0 THEN "
-                "array(named_struct('e', CAST(NULL AS VARIANT), 'i', CAST(0 AS BIGINT))) "
-                f"ELSE transform({_sp(a[0])}, (_cl_v, _cl_i) -> named_struct('e', _cl_v, 'i', CAST(_cl_i AS BIGINT))) "
-                "END"
+                f"transform(CASE WHEN size({_sp(a[0])}) = 0 THEN array(NULL) ELSE {_sp(a[0])} END, "
+                "(_cl_v, _cl_i) -> named_struct('e', _cl_v, 'i', CAST(_cl_i AS BIGINT)))"
             ),
         ),
         # Apply f(state, step) n times to init (n a literal): the loop behind FHIRPath repeat().

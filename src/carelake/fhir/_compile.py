@@ -29,8 +29,10 @@ from carelake.fhir._expressions import (
     Value,
     as_coll,
     as_scalar,
+    children,
     compile_path,
     convert_element,
+    json_elements,
     let,
     scalar_type,
     single,
@@ -39,6 +41,7 @@ from carelake.fhir._expressions import (
 )
 from carelake.fhir._fhirpath import Call, Variable, parse
 from carelake.fhir._prefilter import required_text, text_filter
+from carelake.fhir._typed import Shape, Untyped
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]+$")
@@ -125,7 +128,7 @@ def _as_list(rows: _Rows, scope: Scope) -> str:
 
 
 class _ViewCompiler:
-    def __init__(self, view: Any, resources: str = "resources") -> None:
+    def __init__(self, view: Any, resources: str = "resources", *, typed: bool = False) -> None:
         self.resources = resources
         if not isinstance(view, Mapping):
             raise _fail("", "a ViewDefinition must be a JSON object")
@@ -135,14 +138,16 @@ class _ViewCompiler:
             raise _fail("resource", 'the view must name the FHIR resource type it reads, e.g. "resource": "Patient"')
         self.resource_type = resource
         self.constants = self._constants(view.get("constant", []))
+        self.shape = Shape.root(resource) if typed else None  # the struct the resources are read into
         self.scope = Scope(
-            focus=single(ROOT, resource),
+            focus=single(ROOT, resource, self.shape),
             root=ROOT,
             resource_type=resource,
             row_index="CAST(0 AS BIGINT)",
             constants=self.constants,
             element="",
             key=KEY,
+            root_shape=self.shape,
         )
         self.names: set[str] = set()
 
@@ -210,6 +215,7 @@ class _ViewCompiler:
 
     @staticmethod
     def _column_sql(value: Value, column: Column, scope: Scope) -> str:
+        json_elements(value)
         target = scalar_type(column.type)
         base = sql_type(target)
         if column.collection:
@@ -254,7 +260,7 @@ class _ViewCompiler:
             elements = as_coll(self._path(node[key], f"{where}.{key}", scope))
         v = scope.var()
         indexed = "cl_fp_indexed_or_null" if key == "forEachOrNull" else "cl_fp_indexed"
-        inner_scope = replace(scope, focus=single(f"{v}.e"), row_index=f"{v}.i")
+        inner_scope = replace(scope, focus=single(f"{v}.e", shape=elements.shape), row_index=f"{v}.i")
         inner = self.body(node, where, inner_scope)
         each = f"{indexed}({elements.sql})"
         if not inner.lists:  # one row per element
@@ -280,7 +286,7 @@ class _ViewCompiler:
 
     def _condition(self, value: Value, element: str, scope: Scope) -> str:
         """A FHIRPath criterion as a SQL boolean: true only when it gives true."""
-        if isinstance(value, Scalar):
+        if isinstance(json_elements(value), Scalar):
             if value.type != "boolean":
                 raise _fail(element, f"a where path must give a boolean, not a {value.type}")
             return f"coalesce({value.sql}, FALSE)"
@@ -294,6 +300,7 @@ class _ViewCompiler:
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
             raise _fail(where, "repeat must be a non-empty list of FHIRPath expressions")
         trees = [parse(p, element=f"{where}[{i}]") for i, p in enumerate(paths)]
+        json_elements(scope.focus)  # elements of any depth: no struct type holds them
 
         def children(element: str) -> str:
             at = replace(scope, focus=single(element))
@@ -398,25 +405,35 @@ class _ViewCompiler:
         }
         return {text for clause in self.view.get("where", []) for text in required_text(parse(clause["path"]), strings)}
 
-    def rows_sql(self) -> tuple[str, list[Column]]:
-        """The query for the view's select and where, and its columns."""
+    def rows_sql(self, exclude: str | None = None) -> tuple[str, list[Column]]:
+        """The query for the view's select and where, and its columns; without the resources ``exclude`` holds for."""
         selects = self.view.get("select")
         if not isinstance(selects, list) or not selects:
             raise _fail("select", "the view needs a non-empty select list")
         rows = self.body({"select": selects}, "", self.scope)
         if not rows.columns:
             raise _fail("select", "the view defines no columns")
-        conditions = [f"{ROOT} IS NOT NULL", *self.where()]
+        conditions = self.where()
         selected = f"resource_type = {sql_string(self.resource_type)}"
         prefilter = text_filter("resource", self.required_text())
         if prefilter:
             selected += f" AND {prefilter}"
-        parsed = f"(SELECT cl_fp_parse(resource) AS {ROOT} FROM {self.resources} WHERE {selected}) AS _cl_parsed"
-        source = (
-            f"(SELECT {ROOT}, cl_fp_str(cl_fp_at(cl_fp_get({ROOT}, 'id'), 0)) AS {KEY} FROM {parsed}) AS _cl_source"
-        )
-        source, rows, conditions = _read_members_once(source, rows, conditions)
-        filters = " AND ".join(conditions)
+        ids = children(self.scope.focus, "id", self.scope)
+        key = f"cl_fp_str(cl_fp_at({ids.sql}, 0))"
+        if self.shape is not None:  # valid JSON only (json_transform fails on the rest): no NULL roots
+            root = f"cl_fp_typed(resource, {sql_string(self.shape.structure())})"
+            selected += f" AND cl_json_valid(resource) AND NOT {self.misfits()}"
+        elif exclude:  # the valid JSON the typed reader leaves, so again no NULL roots
+            root = "cl_fp_parse(resource)"
+            selected += f" AND cl_json_valid(resource) AND {exclude}"
+        else:
+            root = "cl_fp_parse(resource)"
+            conditions.insert(0, f"{ROOT} IS NOT NULL")
+        parsed = f"(SELECT {root} AS {ROOT} FROM {self.resources} WHERE {selected}) AS _cl_parsed"
+        source = f"(SELECT {ROOT}, {key} AS {KEY} FROM {parsed}) AS _cl_source"
+        if self.shape is None:
+            source, rows, conditions = _read_members_once(source, rows, conditions)
+        filters = " AND ".join(conditions) or "TRUE"
         if not rows.lists:
             outputs = ", ".join(f'{rows.fixed[c.name]} AS "{c.name}"' for c in rows.columns)
             return f"SELECT {outputs} FROM {source} WHERE {filters}", rows.columns
@@ -429,6 +446,11 @@ class _ViewCompiler:
         )
         sql = f"SELECT {outputs} FROM (SELECT {', '.join(inner)} FROM {source} WHERE {filters}) AS _cl_rows"
         return sql, rows.columns
+
+    def misfits(self) -> str:
+        """SQL true for the resources the typed struct could read differently (see ``_typed``)."""
+        assert self.shape is not None
+        return self.shape.misfit_sql("resource")
 
     def sql_columns(self, columns: list[Column]) -> list[tuple[Column, str]]:
         """The view's carelake sql-column extensions: (column, SQL over the view's columns), checked."""
@@ -463,8 +485,11 @@ class _ViewCompiler:
             result.append((Column(name, type_, False), sql))
         return result
 
-    def compile(self) -> str:
-        base, columns = self.rows_sql()
+    def compile(self, typed: tuple[str, str] | None) -> str:
+        """The whole query; with ``typed`` (its rows, and what it leaves), those left the general way."""
+        base, columns = self.rows_sql(exclude=typed[1] if typed else None)
+        if typed is not None:
+            base = f"{typed[0]} UNION ALL {base}"
         added = self.sql_columns(columns)
         if not added:
             return base
@@ -514,9 +539,18 @@ def compile_view(view: Mapping[str, Any], *, resources: str = "resources") -> st
     :func:`carelake.engine.make_engine`, which defines them). An invalid view raises
     :class:`ViewDefinitionError` naming the offending element.
 
+    Where the view allows it, the resources that follow the R4 model's shapes are read typed (see
+    ``_typed``), and the query is a ``UNION ALL`` of that and of the general form for the others.
+
     Examples:
         >>> sql = compile_view({"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]})
         >>> print(sql[: sql.index(",")])
-        SELECT cl_fp_str(cl_fp_one(cl_fp_get(_cl_r
+        SELECT cl_fp_str(cl_fp_one(cl_fp_elements(struct_extract(_cl_r, 'id'))
     """
-    return _ViewCompiler(view, resources).compile()
+    typed: tuple[str, str] | None
+    try:
+        compiler = _ViewCompiler(view, resources, typed=True)
+        typed = compiler.rows_sql()[0], compiler.misfits()
+    except Untyped:
+        typed = None
+    return _ViewCompiler(view, resources).compile(typed)

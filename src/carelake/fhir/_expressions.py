@@ -6,6 +6,8 @@ A FHIRPath value compiles to one of two shapes:
   general case: whatever a path into the resource yields. ``one`` carries the element itself when the
   compiler knows there is at most one (the resource, a ``forEach`` element, ``first()``), which keeps
   the SQL short.
+  ``shape`` is set when the elements are typed structs instead (see ``_typed``): only navigation,
+  filtering and picking accept those; anything else raises :class:`Untyped`.
 * :class:`Scalar` — zero or one plain SQL value with a known FHIRPath type (a literal, a constant,
   a comparison, ``count()``, ``join()``); SQL NULL is the empty collection.
 
@@ -23,6 +25,7 @@ from dataclasses import replace as _replace
 
 from carelake.fhir._errors import ViewDefinitionError
 from carelake.fhir._fhirpath import Binary, Call, Constant, Indexer, Literal, Member, Node, TypeOp, Unary, Variable
+from carelake.fhir._typed import Leaf, Shape, Untyped
 
 # A runtime failure raised from SQL starts with this, so the caller can turn it back into a ViewDefinitionError.
 RUNTIME_ERROR_MARKER = "carelake view error: "
@@ -57,11 +60,14 @@ def scalar_type(fhir_type: str) -> str:
 
 @dataclass(frozen=True)
 class Coll:
-    """A collection of JSON elements; ``one`` is its only element (or NULL) when it holds at most one."""
+    """A collection of JSON elements; ``one`` is its only element (or NULL) when it holds at most one.
+
+    With ``shape``, the elements are structs of that shape instead of JSON."""
 
     sql: str
     one: str | None = None
     type: str | None = None
+    shape: Shape | None = None
 
 
 @dataclass(frozen=True)
@@ -77,9 +83,17 @@ Value = Coll | Scalar
 EMPTY = Coll("cl_fp_empty()", one="cl_fp_null()")
 
 
-def single(element: str, type_: str | None = None) -> Coll:
+def single(element: str, type_: str | None = None, shape: Shape | None = None) -> Coll:
     """The collection holding one element (none when the element is NULL)."""
-    return Coll(f"CASE WHEN {element} IS NULL THEN cl_fp_empty() ELSE [{element}] END", one=element, type=type_)
+    empty = "[]" if shape is not None else "cl_fp_empty()"
+    return Coll(f"CASE WHEN {element} IS NULL THEN {empty} ELSE [{element}] END", one=element, type=type_, shape=shape)
+
+
+def json_elements(value: Value) -> Value:
+    """``value``, which must not hold typed structs: what needs whole JSON elements calls this first."""
+    if isinstance(value, Coll) and value.shape is not None:
+        raise Untyped(value.shape.type)
+    return value
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,7 @@ class Scope:
     constants: Mapping[str, Scalar]
     element: str
     key: str = "NULL"
+    root_shape: Shape | None = None
     names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def var(self) -> str:
@@ -152,6 +167,7 @@ def sql_type(type_: str) -> str:
 
 def as_scalar(value: Value, type_: str, scope: Scope) -> Scalar:
     """A value as one SQL value of the given Scalar type."""
+    json_elements(value)
     if isinstance(value, Scalar):
         if value.type == type_ or sql_type(value.type) == sql_type(type_):
             return Scalar(value.sql, type_)
@@ -176,6 +192,7 @@ def let(value_sql: str, body: Callable[[str], str], scope: Scope) -> str:
 
 def to_bool(value: Value, scope: Scope) -> str:
     """FHIRPath's singleton evaluation as a boolean: SQL TRUE/FALSE, or NULL for empty."""
+    json_elements(value)
     if isinstance(value, Scalar):
         if value.type == "boolean":
             return value.sql
@@ -202,7 +219,7 @@ def compile_path(node: Node, scope: Scope) -> Value:
     if isinstance(node, Indexer):
         base = as_coll(compile_path(node.target, scope))
         index = as_scalar(compile_path(node.index, scope.at(scope.focus)), "integer", scope).sql
-        return Coll(f"cl_fp_slice({base.sql}, {index}, 1)", one=f"cl_fp_at({base.sql}, {index})", type=base.type)
+        return _replace(base, sql=f"cl_fp_slice({base.sql}, {index}, 1)", one=f"cl_fp_at({base.sql}, {index})")
     if isinstance(node, Binary):
         return _binary(node, scope)
     if isinstance(node, Unary):
@@ -241,7 +258,7 @@ def _constant(node: Constant, scope: Scope) -> Value:
     if node.name == "rowIndex":
         return Scalar(scope.row_index, "integer")
     if node.name in ("resource", "rootResource"):
-        return single(scope.root, scope.resource_type)
+        return single(scope.root, scope.resource_type, scope.root_shape)
     if node.name == "context":
         return scope.focus
     if node.name in scope.constants:
@@ -253,11 +270,33 @@ def _constant(node: Constant, scope: Scope) -> Value:
 def children(base: Coll, name: str, scope: Scope, type_: str | None = None) -> Coll:
     if base is EMPTY:
         return EMPTY
+    if base.shape is not None:
+        return _struct_children(base, base.shape, name, scope, type_)
     key = sql_string(name)
     if base.one is not None:
         return Coll(f"cl_fp_get({base.one}, {key})", type=type_)
     v = scope.var()
     return Coll(f"flatten(list_transform({base.sql}, lambda {v}: cl_fp_get({v}, {key})))", type=type_)
+
+
+def _struct_children(base: Coll, shape: Shape, name: str, scope: Scope, type_: str | None) -> Coll:
+    """Member ``name`` of typed elements: a struct field, read as ``cl_fp_get`` reads the JSON member."""
+    inner = shape.read(name)
+
+    def of(element: str) -> Coll:
+        value = f"struct_extract({element}, {sql_string(name)})"
+        if isinstance(inner, Leaf):  # JSON: one value (NULL for none), or else whatever the member holds
+            return single(value, type_) if inner.one else Coll(f"cl_fp_elements({value})", type=type_)
+        if inner.repeats:
+            v = scope.var()
+            return Coll(f"coalesce(list_filter({value}, lambda {v}: {v} IS NOT NULL), [])", type=type_, shape=inner)
+        return single(value, type_, inner)
+
+    if base.one is not None:
+        return of(base.one)
+    v = scope.var()
+    first = of(v)
+    return Coll(f"flatten(list_transform({base.sql}, lambda {v}: {first.sql}))", type=type_, shape=first.shape)
 
 
 def _check_name(name: str, scope: Scope) -> None:
@@ -311,6 +350,9 @@ def of_type(target: Node | None, type_name: str, scope: Scope) -> Value:
             return EMPTY
         _check_name(target.name, scope)
         choice = children(base, target.name + type_name[:1].upper() + type_name[1:], scope, type_name)
+        if choice.shape is not None:
+            # Typed: the choice element alone. A bare member holding a resource of that type is not FHIR.
+            return choice
         plain = _type_filter(children(base, target.name, scope), type_name, scope)
         return Coll(f"list_concat({choice.sql}, {plain.sql})", type=type_name)
     base = compile_path(target, scope) if target is not None else scope.focus
@@ -323,6 +365,7 @@ def _type_filter(base: Coll, type_name: str, scope: Scope) -> Coll:
     """The elements that can be of a type, judged by their JSON kind (resources by resourceType)."""
     if base is EMPTY:
         return EMPTY
+    json_elements(base)
     v = scope.var()
     if type_name[:1].isupper():
         test = f"cl_fp_str(cl_fp_at(cl_fp_get({v}, 'resourceType'), 0)) = {sql_string(type_name)}"
@@ -423,7 +466,8 @@ def _arithmetic(op: str, left: Value, right: Value, scope: Scope) -> Scalar:
 
 def _binary(node: Binary, scope: Scope) -> Value:
     op = node.op
-    left, right = compile_path(node.left, scope), compile_path(node.right, scope)
+    left = json_elements(compile_path(node.left, scope))
+    right = json_elements(compile_path(node.right, scope))
     if op in ("and", "or", "xor", "implies"):
         a, b = to_bool(left, scope), to_bool(right, scope)
         sql = {"and": f"({a} AND {b})", "or": f"({a} OR {b})", "xor": f"({a} <> {b})"}.get(op, f"((NOT {a}) OR {b})")

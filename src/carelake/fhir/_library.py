@@ -8,6 +8,7 @@ the focus) and the scope, and compile their arguments themselves.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from carelake.fhir._boundaries import boundary
 from carelake.fhir._expressions import (
@@ -21,6 +22,7 @@ from carelake.fhir._expressions import (
     children,
     compile_path,
     element_of,
+    json_elements,
     number,
     of_type,
     single,
@@ -41,7 +43,7 @@ def _arity(node: Call, low: int, high: int, scope: Scope) -> None:
 def _lambda(coll: Coll, node: Node, scope: Scope) -> tuple[str, Value]:
     """A variable for each element of ``coll`` and ``node`` compiled with that element as $this."""
     v = scope.var()
-    return v, compile_path(node, scope.at(single(v, coll.type)))
+    return v, compile_path(node, scope.at(single(v, coll.type, coll.shape)))
 
 
 def compile_call(node: Call, scope: Scope) -> Value:
@@ -55,7 +57,8 @@ def compile_call(node: Call, scope: Scope) -> Value:
         if node.target is None:
             return Scalar(scope.key, "string")
         base = as_coll(compile_path(node.target, scope))
-        return Scalar(f"cl_fp_str(cl_fp_at(cl_fp_get({element_of(base, scope)}, 'id'), 0))", "string")
+        ids = children(single(element_of(base, scope), shape=base.shape), "id", scope)
+        return Scalar(f"cl_fp_str(cl_fp_at({ids.sql}, 0))", "string")
     value = compile_path(node.target, scope) if node.target is not None else scope.focus
     handler = FUNCTIONS.get(name)
     if handler is None:
@@ -67,14 +70,16 @@ def _fn_where(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 1, 1, scope)
     coll = as_coll(value)
     v, criteria = _lambda(coll, node.args[0], scope)
-    return Coll(f"list_filter({coll.sql}, lambda {v}: coalesce({to_bool(criteria, scope)}, FALSE))", type=coll.type)
+    kept = f"list_filter({coll.sql}, lambda {v}: coalesce({to_bool(criteria, scope)}, FALSE))"
+    return replace(coll, sql=kept, one=None)
 
 
 def _fn_select(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 1, 1, scope)
     coll = as_coll(value)
     v, projection = _lambda(coll, node.args[0], scope)
-    return Coll(f"flatten(list_transform({coll.sql}, lambda {v}: {as_coll(projection).sql}))")
+    projected = as_coll(projection)
+    return Coll(f"flatten(list_transform({coll.sql}, lambda {v}: {projected.sql}))", shape=projected.shape)
 
 
 def _fn_exists(node: Call, value: Value, scope: Scope) -> Value:
@@ -104,7 +109,7 @@ def _fn_all(node: Call, value: Value, scope: Scope) -> Value:
 def _truth_test(expected: bool, every: bool) -> Callable[[Call, Value, Scope], Value]:
     def handler(node: Call, value: Value, scope: Scope) -> Value:
         _arity(node, 0, 0, scope)
-        coll = as_coll(value)
+        coll = as_coll(json_elements(value))
         v = scope.var()
         test = f"cl_fp_bool({v}) = {'TRUE' if expected else 'FALSE'}"
         if every:
@@ -126,7 +131,7 @@ def _fn_first(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 0, 0, scope)
     if isinstance(value, Scalar) or value.one is not None:
         return value
-    return Coll(f"cl_fp_slice({value.sql}, 0, 1)", one=f"cl_fp_at({value.sql}, 0)", type=value.type)
+    return replace(value, sql=f"cl_fp_slice({value.sql}, 0, 1)", one=f"cl_fp_at({value.sql}, 0)")
 
 
 def _fn_last(node: Call, value: Value, scope: Scope) -> Value:
@@ -134,54 +139,54 @@ def _fn_last(node: Call, value: Value, scope: Scope) -> Value:
     if isinstance(value, Scalar) or value.one is not None:
         return value
     last = f"cl_fp_count({value.sql}) - 1"
-    return Coll(f"cl_fp_slice({value.sql}, {last}, 1)", one=f"cl_fp_at({value.sql}, {last})", type=value.type)
+    return replace(value, sql=f"cl_fp_slice({value.sql}, {last}, 1)", one=f"cl_fp_at({value.sql}, {last})")
 
 
 def _fn_single(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 0, 0, scope)
     if isinstance(value, Scalar) or value.one is not None:
         return value
-    return single(element_of(value, scope), value.type)
+    return single(element_of(value, scope), value.type, value.shape)
 
 
 def _fn_skip(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 1, 1, scope)
     coll = as_coll(value)
     n = as_scalar(compile_path(node.args[0], scope), "integer", scope).sql
-    return Coll(f"cl_fp_slice({coll.sql}, greatest({n}, 0), cl_fp_count({coll.sql}))", type=coll.type)
+    return replace(coll, sql=f"cl_fp_slice({coll.sql}, greatest({n}, 0), cl_fp_count({coll.sql}))", one=None)
 
 
 def _fn_tail(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 0, 0, scope)
     coll = as_coll(value)
-    return Coll(f"cl_fp_slice({coll.sql}, 1, cl_fp_count({coll.sql}))", type=coll.type)
+    return replace(coll, sql=f"cl_fp_slice({coll.sql}, 1, cl_fp_count({coll.sql}))", one=None)
 
 
 def _fn_take(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 1, 1, scope)
     coll = as_coll(value)
     n = as_scalar(compile_path(node.args[0], scope), "integer", scope).sql
-    return Coll(f"cl_fp_slice({coll.sql}, 0, {n})", type=coll.type)
+    return replace(coll, sql=f"cl_fp_slice({coll.sql}, 0, {n})", one=None)
 
 
 def _fn_distinct(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 0, 0, scope)
-    if isinstance(value, Scalar):
+    if isinstance(json_elements(value), Scalar):
         return value
     return Coll(f"cl_fp_distinct({value.sql})", type=value.type)
 
 
 def _fn_is_distinct(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 0, 0, scope)
-    if isinstance(value, Scalar):
+    if isinstance(json_elements(value), Scalar):
         return Scalar("TRUE", "boolean")
     return Scalar(f"(cl_fp_count(cl_fp_distinct({value.sql})) = cl_fp_count({value.sql}))", "boolean")
 
 
 def _fn_union(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 1, 1, scope)
-    other = as_coll(compile_path(node.args[0], scope))
-    combined = f"list_concat({as_coll(value).sql}, {other.sql})"
+    other = as_coll(json_elements(compile_path(node.args[0], scope)))
+    combined = f"list_concat({as_coll(json_elements(value)).sql}, {other.sql})"
     return Coll(combined if node.name == "combine" else f"cl_fp_distinct({combined})")
 
 
@@ -198,7 +203,9 @@ def _fn_iif(node: Call, value: Value, scope: Scope) -> Value:
     if isinstance(then, Scalar) and isinstance(otherwise, Scalar) and sql_type(then.type) == sql_type(otherwise.type):
         return Scalar(f"CASE WHEN {condition} THEN {then.sql} ELSE {otherwise.sql} END", then.type)
     a, b = as_coll(then), as_coll(otherwise)
-    return Coll(f"CASE WHEN {condition} THEN {a.sql} ELSE {b.sql} END")
+    if a.shape is not b.shape:
+        json_elements(a if a.shape is not None else b)
+    return Coll(f"CASE WHEN {condition} THEN {a.sql} ELSE {b.sql} END", shape=a.shape)
 
 
 def _fn_extension(node: Call, value: Value, scope: Scope) -> Value:
@@ -208,13 +215,15 @@ def _fn_extension(node: Call, value: Value, scope: Scope) -> Value:
         return EMPTY
     extensions = children(value, "extension", scope)
     v = scope.var()
-    return Coll(f"list_filter({extensions.sql}, lambda {v}: cl_fp_str(cl_fp_at(cl_fp_get({v}, 'url'), 0)) = {url})")
+    urls = children(single(v, shape=extensions.shape), "url", scope)
+    kept = f"list_filter({extensions.sql}, lambda {v}: cl_fp_str(cl_fp_at({urls.sql}, 0)) = {url})"
+    return Coll(kept, shape=extensions.shape)
 
 
 def _fn_join(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 0, 1, scope)
     separator = as_scalar(compile_path(node.args[0], scope), "string", scope).sql if node.args else "''"
-    if isinstance(value, Scalar):
+    if isinstance(json_elements(value), Scalar):
         return Scalar(f"coalesce(CAST({value.sql} AS VARCHAR), '')", "string")
     v = scope.var()
     return Scalar(f"array_to_string(list_transform({value.sql}, lambda {v}: cl_fp_str({v})), {separator})", "string")
@@ -226,13 +235,17 @@ def _fn_get_reference_key(node: Call, value: Value, scope: Scope) -> Value:
     if isinstance(value, Scalar):
         return EMPTY
     v = scope.var()
-    reference = f"cl_fp_str(cl_fp_at(cl_fp_get({v}, 'reference'), 0))"
+
+    def reference_of(element: str) -> str:
+        return f"cl_fp_str(cl_fp_at({children(single(element, shape=value.shape), 'reference', scope).sql}, 0))"
+
+    reference = reference_of(v)
     pattern = "'([A-Za-z]+)/([A-Za-z0-9.-]+)(/_history/[A-Za-z0-9.-]+)?$'"
     key = f"NULLIF(regexp_extract({reference}, {pattern}, 2), '')"
     kept = f"regexp_extract({reference}, {pattern}, 1) = {sql_string(wanted)}" if wanted else f"{key} IS NOT NULL"
     if value.one is not None:
         e = value.one
-        ref_one = f"cl_fp_str(cl_fp_at(cl_fp_get({e}, 'reference'), 0))"
+        ref_one = reference_of(e)
         key_one = f"NULLIF(regexp_extract({ref_one}, {pattern}, 2), '')"
         if wanted:
             key_one = f"CASE WHEN regexp_extract({ref_one}, {pattern}, 1) = {sql_string(wanted)} THEN {key_one} END"
@@ -289,6 +302,7 @@ def _convert(target: str) -> Callable[[Call, Value, Scope], Value]:
 
 def _fn_boundary(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 0, 1, scope)
+    json_elements(value)
     return boundary(node.name == "lowBoundary", value, scope)
 
 

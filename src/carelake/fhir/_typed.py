@@ -1,0 +1,151 @@
+"""Typed reading: a view's resources parsed once into SQL structs shaped by the FHIR R4 model.
+
+The general form of a compiled view keeps every element as JSON text and asks the engine to parse it again
+at each step down a path (``code`` → ``coding`` → ``system``), several times per resource and column. Where
+the view only navigates, filters and picks elements, the compiler instead parses each resource once (DuckDB's
+``json_transform``, Spark's ``from_json``: the ``cl_fp_typed`` function) into a struct holding exactly the
+members the view reads. Objects become structs, arrays of objects lists of structs, and every primitive stays
+a JSON value, so conversions and comparisons are those of the general form. Struct access is then nearly
+free, as in hand-written SQL over FHIR.
+
+A :class:`Shape` is that struct being built: the compiler asks it for each member it reads, and it answers
+from the model (``carelake.fhir._model``). Members the model does not type (a choice element's bare name, a
+member R4 lacks, a contained resource) are kept as JSON, so reading them is exactly the general form.
+
+The struct only holds what the model's shapes allow, so a resource that breaks them (an object where the
+model has a list, a list where it has an object) could be read differently. Such resources are recognised
+by their text (:meth:`Shape.misfit_sql`) and read the general way instead, in the same query. Two misfits
+are not caught, both invalid FHIR JSON: an item of a list of objects that is not an object (the typed
+reader skips it, as both skip a JSON null), and a primitive where the model has an object, under a name
+that is a primitive elsewhere in the resource (read as absent).
+
+Anything the compiler cannot express over structs (comparing or printing a whole object, ``repeat``,
+``distinct``…) raises :class:`Untyped`, and the whole view is compiled the general way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+
+from carelake.fhir._model import members
+
+
+class Untyped(Exception):
+    """The view needs JSON elements somewhere a typed struct would arrive."""
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A member kept as JSON. ``one``: a primitive the model allows once, so its value is one element (or
+    none): the misfit pattern flags an array there. Otherwise the value is read as ``cl_fp_get`` reads it."""
+
+    one: bool
+
+
+@dataclass(eq=False)
+class Shape:
+    """The members a view reads below one typed element of a FHIR type (a resource or complex datatype)."""
+
+    type: str
+    resource: str
+    repeats: bool = False
+    members: dict[str, Shape | Leaf] = field(default_factory=dict)
+
+    @staticmethod
+    def root(resource_type: str) -> Shape:
+        if not members(resource_type):
+            raise Untyped(f"no model for {resource_type}")
+        return Shape(resource_type, resource_type)
+
+    def read(self, name: str) -> Shape | Leaf:
+        """How member ``name`` is read, recorded in the struct."""
+        if name not in self.members:
+            member = members(self.type).get(name)
+            if member is not None and not member.primitive and members(member.type):
+                self.members[name] = Shape(member.type, self.resource, member.repeats)
+            else:
+                one = member is not None and member.primitive and not member.repeats
+                self.members[name] = Leaf(one and name not in _names(self.resource)[1])
+        return self.members[name]
+
+    def structure(self) -> str:
+        """The ``json_transform`` structure of everything read below this element."""
+        return json.dumps(self._structure(), separators=(",", ":"))
+
+    def _structure(self) -> dict[str, object]:
+        result: dict[str, object] = {"id": "JSON"}  # a struct needs a field: every element may have an id
+        for name, shape in self.members.items():
+            if isinstance(shape, Leaf):
+                result[name] = "JSON"
+            else:
+                result[name] = [shape._structure()] if shape.repeats else shape._structure()
+        return result
+
+    def _typed_members(self) -> dict[str, set[str]]:
+        """Member name -> how the struct reads it: "list" or "object" (typed), "one" (a primitive leaf)."""
+        found: dict[str, set[str]] = {}
+        for name, shape in self.members.items():
+            if isinstance(shape, Leaf):
+                if shape.one:
+                    found.setdefault(name, set()).add("one")
+                continue
+            found.setdefault(name, set()).add("list" if shape.repeats else "object")
+            for inner, kinds in shape._typed_members().items():
+                found.setdefault(inner, set()).update(kinds)
+        return found
+
+    def misfit_pattern(self) -> str:
+        """A regular expression found in every resource text the struct could read differently.
+
+        - A typed list must hold a JSON array (or null), a typed object a JSON object (or null), a primitive
+          leaf read as one value anything but an array. A name read both as a list and as an object is
+          flagged whatever it holds.
+        - Names recur at other depths with other kinds, so the pattern also flags resources that fit: those
+          are read the general way, correctly, only slower.
+        - A key written with an escape hides its name: :meth:`misfit_sql` leaves every text with a ``\\u``
+          escape to the general form, with a test cheaper than a pattern for it.
+        - One misfit cannot be told from a fit by the text: a string, number or boolean under a name that is a
+          primitive elsewhere in the resource (``code`` is an object in Observation, a string in its codings).
+          The typed reader reads it as absent.
+        """
+        primitive = _names(self.resource)[0]
+        alternatives = []
+        for name, kinds in sorted(self._typed_members().items()):
+            wrong = ("{" if "list" in kinds else "") + (r"\[" if kinds & {"object", "one"} else "")
+            wrong += "" if kinds & {"one"} or name in primitive else r'"\d\-tf'
+            alternatives.append(f'"{re.escape(name)}"\\s*:\\s*[{wrong}]')
+        return "|".join(alternatives)
+
+    def misfit_sql(self, column: str) -> str:
+        """SQL true when the resource text in ``column`` is one to read the general way."""
+        pattern = self.misfit_pattern().replace("'", "''")
+        return f"(contains({column}, '\\u') OR regexp_matches({column}, '{pattern}'))"
+
+
+@cache
+def _names(resource_type: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The member names that hold a primitive, and those that hold a list, anywhere in a resource type.
+
+    Extensions are not followed: their values reach every datatype, which would make every name both. Where
+    such a name turns up in an extension, the misfit pattern errs on the safe side.
+    """
+    primitive: set[str] = set()
+    lists: set[str] = set()
+    seen: set[str] = set()
+    todo = [resource_type]
+    while todo:
+        type_ = todo.pop()
+        if type_ in seen:
+            continue
+        seen.add(type_)
+        for name, member in members(type_).items():
+            if member.repeats:
+                lists.add(name)
+            if member.primitive or not members(member.type):
+                primitive.add(name)
+            elif member.type != "Extension":
+                todo.append(member.type)
+    return frozenset(primitive), frozenset(lists)

@@ -1,0 +1,130 @@
+"""Typed reading: resources parsed once into model-shaped structs give the rows the general form gives.
+
+The conformance suite runs every case through ``compile_view``, so the typed form is checked there too
+wherever a case allows it; these tests cover what the suite does not: resources that break the model's
+shapes (read the general way), the struct and the misfit pattern themselves, and every standard view on a
+corpus we did not generate, compared row for row with the general form.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import carelake as cl
+from carelake.fhir import compile_view, run_view, standard_views
+from carelake.fhir._compile import _ViewCompiler
+from carelake.fhir._typed import Shape, Untyped
+
+VIEW = {
+    "resource": "Patient",
+    "select": [
+        {
+            "column": [
+                {"name": "id", "path": "getResourceKey()"},
+                {"name": "gender", "path": "gender", "collection": True},
+                {"name": "names", "path": "name.count()", "type": "integer"},
+                {"name": "family", "path": "name.family", "collection": True},
+                {"name": "marital", "path": "maritalStatus.coding.code.first()"},
+            ]
+        }
+    ],
+}
+
+# One resource per line, as written: some follow R4's shapes, some break them in ways the struct cannot hold.
+LINES = [
+    '{"resourceType":"Patient","id":"fits","gender":"female","name":[{"family":"Ada"}],'
+    '"maritalStatus":{"coding":[{"code":"M"}]}}',
+    '{"resourceType":"Patient","id":"name-object","name":{"family":"Bo"}}',
+    '{"resourceType":"Patient","id":"marital-list","maritalStatus":[{"coding":[{"code":"S"}]}]}',
+    '{"resourceType":"Patient","id":"gender-list","gender":["male","other"]}',
+    '{"resourceType":"Patient","id":"escaped-key","n\\u0061me":[{"family":"Cy"}]}',
+    '{"resourceType":"Patient","id":"null-item","name":[null,{"family":"Di"}]}',
+    '{"resourceType":"Patient","id":"spaced", "name" : [ {"family" : "Ed"} ] , "gender" :"male"}',
+]
+
+EXPECTED = {
+    "fits": {"gender": ["female"], "names": 1, "family": ["Ada"], "marital": "M"},
+    "name-object": {"gender": [], "names": 1, "family": ["Bo"], "marital": None},
+    "marital-list": {"gender": [], "names": 0, "family": [], "marital": "S"},
+    "gender-list": {"gender": ["male", "other"], "names": 0, "family": [], "marital": None},
+    "escaped-key": {"gender": [], "names": 1, "family": ["Cy"], "marital": None},
+    "null-item": {"gender": [], "names": 1, "family": ["Di"], "marital": None},
+    "spaced": {"gender": ["male"], "names": 1, "family": ["Ed"], "marital": None},
+}
+
+
+def _general(view: dict[str, Any]) -> str:
+    return _ViewCompiler(view).compile(None)
+
+
+def test_the_view_is_read_typed() -> None:
+    sql = compile_view(VIEW)
+    assert "cl_fp_typed(" in sql and " UNION ALL " in sql
+    assert "cl_fp_typed(" not in _general(VIEW)
+
+
+def test_resources_that_break_the_shapes_are_read_the_general_way(engine: str, tmp_path: Path) -> None:
+    source = tmp_path / "patients.ndjson"
+    source.write_text("\n".join(LINES) + "\n")
+    rows = {r.pop("id"): r for r in run_view(VIEW, source=source, engine=engine).to_pylist()}
+    assert rows == EXPECTED
+
+
+def test_misfit_pattern_flags_what_the_struct_cannot_hold() -> None:
+    compiler = _ViewCompiler(VIEW, typed=True)
+    compiler.rows_sql()
+    assert compiler.shape is not None
+    pattern = re.compile(compiler.shape.misfit_pattern())
+    flagged = {json.loads(line.replace("\\u0061", "a"))["id"] for line in LINES if pattern.search(line)}
+    assert flagged == {"name-object", "marital-list", "gender-list"}  # the escaped key: by contains('\u')
+    assert json.loads(compiler.shape.structure()) == {
+        "id": "JSON",
+        "gender": "JSON",
+        "name": [{"id": "JSON", "family": "JSON"}],
+        "maritalStatus": {"id": "JSON", "coding": [{"id": "JSON", "code": "JSON"}]},
+    }
+
+
+def test_a_name_read_both_as_list_and_object_is_always_flagged() -> None:
+    shape = Shape.root("Patient")
+    shape.read("name")  # HumanName list
+    shape.read("contact").read("name")  # one HumanName
+    pattern = re.compile(shape.misfit_pattern())
+    assert pattern.search('{"name":[{"family":"x"}]}') and pattern.search('{"contact":[{"name":{"family":"y"}}]}')
+
+
+def test_views_that_need_whole_elements_are_compiled_the_general_way() -> None:
+    for path in ("name = name", "name.distinct().count()", "name.join(',')"):
+        view = {"resource": "Patient", "select": [{"column": [{"name": "x", "path": path}]}]}
+        with pytest.raises(Untyped):
+            _ViewCompiler(view, typed=True).rows_sql()
+        assert "cl_fp_typed(" not in compile_view(view)
+    with pytest.raises(Untyped):
+        Shape.root("NotAResource")
+
+
+@pytest.fixture(scope="module")
+def synthea(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> cl.Lake:
+    path = tmp_path_factory.mktemp("typed") / "lake"
+    cl.ingest_fhir([testdata / "synthea-fhir-r4"], lake=path)
+    return cl.open_lake(path)
+
+
+@pytest.mark.parametrize("name", sorted(v["name"] for v in standard_views()))
+def test_standard_views_typed_equal_general_on_synthea(synthea: cl.Lake, name: str) -> None:
+    view = next(v for v in standard_views() if v["name"] == name)
+    typed = compile_view(view)
+    assert "cl_fp_typed(" in typed
+    eng = synthea.connect("duckdb")
+    try:
+        a, b = (eng.query(f"SELECT * FROM ({sql}) AS v").to_pylist() for sql in (typed, _general(view)))
+    finally:
+        eng.close()
+    key = lambda r: json.dumps(r, sort_keys=True, default=str)  # noqa: E731
+    assert len(a) > 0 or name == "family_history"
+    assert sorted(a, key=key) == sorted(b, key=key)
