@@ -180,8 +180,9 @@ def test_where_reads_only_resources_holding_its_strings(engine: str, tmp_path: P
     assert sorted(r["id"] for r in run_view(view, lake=lake, engine=engine).to_pylist()) == ["o1", "o3"]
 
     computed = {**view, "where": [{"path": "code.coding.code.first().replace('-', '') = '83022'"}]}
-    assert "contains(resource" not in compile_view(computed)
+    prefilter = "OR contains(resource, '\\'))"  # what ends the text scan (kept: texts with an escape)
+    assert prefilter in sql and prefilter not in compile_view(computed)
     assert sorted(r["id"] for r in run_view(computed, lake=lake, engine=engine).to_pylist()) == ["o1", "o3"]
     either = {**view, "where": [{"path": "code.coding.code = '8302-2' or code.coding.code = '29463-7'"}]}
-    assert "contains(resource" not in compile_view(either)
+    assert prefilter not in compile_view(either)
     assert len(run_view(either, lake=lake, engine=engine)) == 3

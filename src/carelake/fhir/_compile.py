@@ -32,6 +32,7 @@ from carelake.fhir._expressions import (
     children,
     compile_path,
     convert_element,
+    first_element,
     json_elements,
     let,
     scalar_type,
@@ -419,7 +420,7 @@ class _ViewCompiler:
         if prefilter:
             selected += f" AND {prefilter}"
         ids = children(self.scope.focus, "id", self.scope)
-        key = f"cl_fp_str(cl_fp_at({ids.sql}, 0))"
+        key = f"cl_fp_str({first_element(ids)})"
         if self.shape is not None:  # valid JSON only (json_transform fails on the rest): no NULL roots
             root = f"cl_fp_typed(resource, {sql_string(self.shape.structure())})"
             selected += f" AND cl_json_valid(resource) AND NOT {self.misfits()}"

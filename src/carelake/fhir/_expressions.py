@@ -89,6 +89,11 @@ def single(element: str, type_: str | None = None, shape: Shape | None = None) -
     return Coll(f"CASE WHEN {element} IS NULL THEN {empty} ELSE [{element}] END", one=element, type=type_, shape=shape)
 
 
+def first_element(coll: Coll) -> str:
+    """The first element of a collection (NULL when empty)."""
+    return coll.one if coll.one is not None else f"cl_fp_at({coll.sql}, 0)"
+
+
 def json_elements(value: Value) -> Value:
     """``value``, which must not hold typed structs: what needs whole JSON elements calls this first."""
     if isinstance(value, Coll) and value.shape is not None:
@@ -287,9 +292,8 @@ def _struct_children(base: Coll, shape: Shape, name: str, scope: Scope, type_: s
         value = f"struct_extract({element}, {sql_string(name)})"
         if isinstance(inner, Leaf):  # JSON: one value (NULL for none), or else whatever the member holds
             return single(value, type_) if inner.one else Coll(f"cl_fp_elements({value})", type=type_)
-        if inner.repeats:
-            v = scope.var()
-            return Coll(f"coalesce(list_filter({value}, lambda {v}: {v} IS NOT NULL), [])", type=type_, shape=inner)
+        if inner.repeats:  # a list without null items: the misfit pattern flags those
+            return Coll(f"coalesce({value}, [])", type=type_, shape=inner)
         return single(value, type_, inner)
 
     if base.one is not None:

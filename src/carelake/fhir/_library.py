@@ -22,6 +22,7 @@ from carelake.fhir._expressions import (
     children,
     compile_path,
     element_of,
+    first_element,
     json_elements,
     number,
     of_type,
@@ -58,7 +59,7 @@ def compile_call(node: Call, scope: Scope) -> Value:
             return Scalar(scope.key, "string")
         base = as_coll(compile_path(node.target, scope))
         ids = children(single(element_of(base, scope), shape=base.shape), "id", scope)
-        return Scalar(f"cl_fp_str(cl_fp_at({ids.sql}, 0))", "string")
+        return Scalar(f"cl_fp_str({first_element(ids)})", "string")
     value = compile_path(node.target, scope) if node.target is not None else scope.focus
     handler = FUNCTIONS.get(name)
     if handler is None:
@@ -216,7 +217,7 @@ def _fn_extension(node: Call, value: Value, scope: Scope) -> Value:
     extensions = children(value, "extension", scope)
     v = scope.var()
     urls = children(single(v, shape=extensions.shape), "url", scope)
-    kept = f"list_filter({extensions.sql}, lambda {v}: cl_fp_str(cl_fp_at({urls.sql}, 0)) = {url})"
+    kept = f"list_filter({extensions.sql}, lambda {v}: cl_fp_str({first_element(urls)}) = {url})"
     return Coll(kept, shape=extensions.shape)
 
 
@@ -237,7 +238,7 @@ def _fn_get_reference_key(node: Call, value: Value, scope: Scope) -> Value:
     v = scope.var()
 
     def reference_of(element: str) -> str:
-        return f"cl_fp_str(cl_fp_at({children(single(element, shape=value.shape), 'reference', scope).sql}, 0))"
+        return f"cl_fp_str({first_element(children(single(element, shape=value.shape), 'reference', scope))})"
 
     reference = reference_of(v)
     pattern = "'([A-Za-z]+)/([A-Za-z0-9.-]+)(/_history/[A-Za-z0-9.-]+)?$'"

@@ -120,9 +120,14 @@ class Shape:
         return "|".join(alternatives)
 
     def misfit_sql(self, column: str) -> str:
-        """SQL true when the resource text in ``column`` is one to read the general way."""
+        """SQL true when the resource text in ``column`` is one to read the general way.
+
+        Besides the pattern: a JSON null, since the typed lists keep null items the general form drops (a
+        substring test, much cheaper than a pattern for a null item), and a ``\\u`` escape, which could
+        hide a key's name from the pattern.
+        """
         pattern = self.misfit_pattern().replace("'", "''")
-        return f"(contains({column}, '\\u') OR regexp_matches({column}, '{pattern}'))"
+        return f"(contains({column}, '\\u') OR contains({column}, 'null') OR regexp_matches({column}, '{pattern}'))"
 
 
 @cache
