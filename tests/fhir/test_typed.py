@@ -85,8 +85,8 @@ def test_misfit_pattern_flags_what_the_struct_cannot_hold() -> None:
     assert json.loads(compiler.shape.structure()) == {
         "id": "JSON",
         "gender": "JSON",
-        "name": [{"id": "JSON", "family": "JSON"}],
-        "maritalStatus": {"id": "JSON", "coding": [{"id": "JSON", "code": "JSON"}]},
+        "name": [{"family": "JSON"}],
+        "maritalStatus": {"coding": [{"code": "JSON"}]},
     }
 
 

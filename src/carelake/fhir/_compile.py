@@ -251,9 +251,9 @@ class _ViewCompiler:
         if filtered is not None:
             # forEach: "where(…)" at the root iterates over the resource itself or nothing: evaluate the
             # columns on the resource (whose members are read once) instead of on a copy of it in a lambda.
+            # The rows are only built where the condition holds.
             inner = self.body(node, where, scope)
-            v = scope.var()
-            rows = f"list_filter({_as_list(inner, scope)}, lambda {v}: {filtered})"
+            rows = f"CASE WHEN {filtered} THEN {_as_list(inner, scope)} ELSE [] END"
             return _Rows(columns=inner.columns, lists=[(rows, inner.columns)])
         if key == "repeat":
             elements = self.repeat(node["repeat"], f"{where}.repeat", scope)

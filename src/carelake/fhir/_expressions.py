@@ -288,10 +288,13 @@ def _struct_children(base: Coll, shape: Shape, name: str, scope: Scope, type_: s
     """Member ``name`` of typed elements: a struct field, read as ``cl_fp_get`` reads the JSON member."""
     inner = shape.read(name)
 
+    if isinstance(inner, Leaf) and inner.kind == "absent":
+        return EMPTY
+
     def of(element: str) -> Coll:
         value = f"struct_extract({element}, {sql_string(name)})"
         if isinstance(inner, Leaf):  # JSON: one value (NULL for none), or else whatever the member holds
-            return single(value, type_) if inner.one else Coll(f"cl_fp_elements({value})", type=type_)
+            return single(value, type_) if inner.kind == "one" else Coll(f"cl_fp_elements({value})", type=type_)
         if inner.repeats:  # a list without null items: the misfit pattern flags those
             return Coll(f"coalesce({value}, [])", type=type_, shape=inner)
         return single(value, type_, inner)
@@ -300,6 +303,9 @@ def _struct_children(base: Coll, shape: Shape, name: str, scope: Scope, type_: s
         return of(base.one)
     v = scope.var()
     first = of(v)
+    if first.one is not None:  # at most one each: keep the present ones, without a list per element
+        kept = f"list_filter(list_transform({base.sql}, lambda {v}: {first.one}), lambda {v}: {v} IS NOT NULL)"
+        return Coll(kept, type=type_, shape=first.shape)
     return Coll(f"flatten(list_transform({base.sql}, lambda {v}: {first.sql}))", type=type_, shape=first.shape)
 
 
@@ -358,6 +364,8 @@ def of_type(target: Node | None, type_name: str, scope: Scope) -> Value:
             # Typed: the choice element alone. A bare member holding a resource of that type is not FHIR.
             return choice
         plain = _type_filter(children(base, target.name, scope), type_name, scope)
+        if plain is EMPTY:
+            return choice
         return Coll(f"list_concat({choice.sql}, {plain.sql})", type=type_name)
     base = compile_path(target, scope) if target is not None else scope.focus
     if isinstance(base, Scalar):

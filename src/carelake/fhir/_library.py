@@ -89,6 +89,8 @@ def _fn_exists(node: Call, value: Value, scope: Scope) -> Value:
         value = _fn_where(node, value, scope)
     if isinstance(value, Scalar):
         return Scalar(f"({value.sql} IS NOT NULL)", "boolean")
+    if value.one is not None:  # at most one element, never a JSON null: present or not
+        return Scalar(f"({value.one} IS NOT NULL)", "boolean")
     return Scalar(f"(cl_fp_count({value.sql}) > 0)", "boolean")
 
 
@@ -96,6 +98,8 @@ def _fn_empty(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 0, 0, scope)
     if isinstance(value, Scalar):
         return Scalar(f"({value.sql} IS NULL)", "boolean")
+    if value.one is not None:
+        return Scalar(f"({value.one} IS NULL)", "boolean")
     return Scalar(f"(cl_fp_count({value.sql}) = 0)", "boolean")
 
 
@@ -206,7 +210,8 @@ def _fn_iif(node: Call, value: Value, scope: Scope) -> Value:
     a, b = as_coll(then), as_coll(otherwise)
     if a.shape is not b.shape:
         json_elements(a if a.shape is not None else b)
-    return Coll(f"CASE WHEN {condition} THEN {a.sql} ELSE {b.sql} END", shape=a.shape)
+    one = f"CASE WHEN {condition} THEN {a.one} ELSE {b.one} END" if a.one and b.one else None
+    return Coll(f"CASE WHEN {condition} THEN {a.sql} ELSE {b.sql} END", one=one, shape=a.shape)
 
 
 def _fn_extension(node: Call, value: Value, scope: Scope) -> Value:

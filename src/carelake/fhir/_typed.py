@@ -39,10 +39,15 @@ class Untyped(Exception):
 
 @dataclass(frozen=True)
 class Leaf:
-    """A member kept as JSON. ``one``: a primitive the model allows once, so its value is one element (or
-    none): the misfit pattern flags an array there. Otherwise the value is read as ``cl_fp_get`` reads it."""
+    """A member kept as JSON, read one of three ways (the misfit pattern flags what each cannot hold):
 
-    one: bool
+    * ``one``: a primitive the model allows once; its value is one element, or none (an array is flagged);
+    * ``absent``: a name no element of the resource type has (a choice element's bare name, ``effective``);
+      read as empty (the name is flagged wherever it appears);
+    * ``any``: anything else, read as ``cl_fp_get`` reads it.
+    """
+
+    kind: str
 
 
 @dataclass(eq=False)
@@ -66,9 +71,11 @@ class Shape:
             member = members(self.type).get(name)
             if member is not None and not member.primitive and members(member.type):
                 self.members[name] = Shape(member.type, self.resource, member.repeats)
+            elif member is None:
+                self.members[name] = Leaf("any" if name in _names(self.resource)[2] else "absent")
             else:
-                one = member is not None and member.primitive and not member.repeats
-                self.members[name] = Leaf(one and name not in _names(self.resource)[1])
+                one = member.primitive and not member.repeats and name not in _names(self.resource)[1]
+                self.members[name] = Leaf("one" if one else "any")
         return self.members[name]
 
     def structure(self) -> str:
@@ -76,21 +83,22 @@ class Shape:
         return json.dumps(self._structure(), separators=(",", ":"))
 
     def _structure(self) -> dict[str, object]:
-        result: dict[str, object] = {"id": "JSON"}  # a struct needs a field: every element may have an id
+        result: dict[str, object] = {}
         for name, shape in self.members.items():
             if isinstance(shape, Leaf):
-                result[name] = "JSON"
+                if shape.kind != "absent":
+                    result[name] = "JSON"
             else:
                 result[name] = [shape._structure()] if shape.repeats else shape._structure()
-        return result
+        return result or {"id": "JSON"}  # a struct needs a field: every element may have an id
 
     def _typed_members(self) -> dict[str, set[str]]:
         """Member name -> how the struct reads it: "list" or "object" (typed), "one" (a primitive leaf)."""
         found: dict[str, set[str]] = {}
         for name, shape in self.members.items():
             if isinstance(shape, Leaf):
-                if shape.one:
-                    found.setdefault(name, set()).add("one")
+                if shape.kind != "any":
+                    found.setdefault(name, set()).add(shape.kind)
                 continue
             found.setdefault(name, set()).add("list" if shape.repeats else "object")
             for inner, kinds in shape._typed_members().items():
@@ -114,6 +122,9 @@ class Shape:
         primitive = _names(self.resource)[0]
         alternatives = []
         for name, kinds in sorted(self._typed_members().items()):
+            if "absent" in kinds:
+                alternatives.append(f'"{re.escape(name)}"\\s*:')
+                continue
             wrong = ("{" if "list" in kinds else "") + (r"\[" if kinds & {"object", "one"} else "")
             wrong += "" if kinds & {"one"} or name in primitive else r'"\d\-tf'
             alternatives.append(f'"{re.escape(name)}"\\s*:\\s*[{wrong}]')
@@ -131,14 +142,15 @@ class Shape:
 
 
 @cache
-def _names(resource_type: str) -> tuple[frozenset[str], frozenset[str]]:
-    """The member names that hold a primitive, and those that hold a list, anywhere in a resource type.
+def _names(resource_type: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """The member names that hold a primitive, those that hold a list, and all, anywhere in a resource type.
 
     Extensions are not followed: their values reach every datatype, which would make every name both. Where
     such a name turns up in an extension, the misfit pattern errs on the safe side.
     """
     primitive: set[str] = set()
     lists: set[str] = set()
+    every: set[str] = {"resourceType"}
     seen: set[str] = set()
     todo = [resource_type]
     while todo:
@@ -147,10 +159,11 @@ def _names(resource_type: str) -> tuple[frozenset[str], frozenset[str]]:
             continue
         seen.add(type_)
         for name, member in members(type_).items():
+            every.add(name)
             if member.repeats:
                 lists.add(name)
             if member.primitive or not members(member.type):
                 primitive.add(name)
             elif member.type != "Extension":
                 todo.append(member.type)
-    return frozenset(primitive), frozenset(lists)
+    return frozenset(primitive), frozenset(lists), frozenset(every)
