@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from carelake.fhir._errors import ViewDefinitionError
@@ -62,6 +63,8 @@ _CONSTANT_TYPES = {
 SQL_COLUMN_URL = "https://carelake.dev/fhir/StructureDefinition/sql-column"
 
 ROOT = "_cl_r"  # the parsed resource
+TYPED_ROOT = "_cl_t"  # the resource read into a struct (see _typed)
+FIT = "_cl_fit"  # whether the resource is read typed
 KEY = "_cl_id"  # its id: getResourceKey(), and the locator in runtime error messages
 
 
@@ -140,9 +143,10 @@ class _ViewCompiler:
         self.resource_type = resource
         self.constants = self._constants(view.get("constant", []))
         self.shape = Shape.root(resource) if typed else None  # the struct the resources are read into
+        self.root = TYPED_ROOT if typed else ROOT
         self.scope = Scope(
-            focus=single(ROOT, resource, self.shape),
-            root=ROOT,
+            focus=single(self.root, resource, self.shape),
+            root=self.root,
             resource_type=resource,
             row_index="CAST(0 AS BIGINT)",
             constants=self.constants,
@@ -272,7 +276,7 @@ class _ViewCompiler:
 
     def _root_filter(self, text: Any, where: str, scope: Scope) -> str | None:
         """The condition of a ``where(…)`` applied to the resource itself, or None for any other path."""
-        if not isinstance(text, str) or getattr(scope.focus, "one", None) != ROOT:
+        if not isinstance(text, str) or getattr(scope.focus, "one", None) != self.root:
             return None
         tree = parse(text, element=where)
         if not (
@@ -406,8 +410,9 @@ class _ViewCompiler:
         }
         return {text for clause in self.view.get("where", []) for text in required_text(parse(clause["path"]), strings)}
 
-    def rows_sql(self, exclude: str | None = None) -> tuple[str, list[Column]]:
-        """The query for the view's select and where, and its columns; without the resources ``exclude`` holds for."""
+    @cached_property
+    def compiled(self) -> _Compiled:
+        """The view's rows, where conditions and resource key, over this compiler's root (compiled once)."""
         selects = self.view.get("select")
         if not isinstance(selects, list) or not selects:
             raise _fail("select", "the view needs a non-empty select list")
@@ -415,26 +420,43 @@ class _ViewCompiler:
         if not rows.columns:
             raise _fail("select", "the view defines no columns")
         conditions = self.where()
+        ids = children(self.scope.focus, "id", self.scope)
+        return _Compiled(rows, conditions, f"cl_fp_str({first_element(ids)})")
+
+    def selected(self) -> str:
+        """SQL choosing the resources the view reads (of its type, holding the text its where needs)."""
         selected = f"resource_type = {sql_string(self.resource_type)}"
         prefilter = text_filter("resource", self.required_text())
-        if prefilter:
-            selected += f" AND {prefilter}"
-        ids = children(self.scope.focus, "id", self.scope)
-        key = f"cl_fp_str({first_element(ids)})"
-        if self.shape is not None:  # valid JSON only (json_transform fails on the rest): no NULL roots
-            root = f"cl_fp_typed(resource, {sql_string(self.shape.structure())})"
-            selected += f" AND cl_json_valid(resource) AND NOT {self.misfits()}"
-        elif exclude:  # the valid JSON the typed reader leaves, so again no NULL roots
-            root = "cl_fp_parse(resource)"
-            selected += f" AND cl_json_valid(resource) AND {exclude}"
+        return f"{selected} AND {prefilter}" if prefilter else selected
+
+    def query(self, typed: _ViewCompiler | None) -> tuple[str, list[Column]]:
+        """The view's query and columns; with ``typed``, the resources that fit its struct are read by it.
+
+        Each resource is read one way, chosen per row: both forms are in the one query, each under a CASE on
+        whether the resource fits, so the rows of the typed form are never computed the general way.
+        """
+        general = self.compiled
+        first = [f"{ROOT} IS NOT NULL"]  # the text was JSON
+        if typed is None:
+            parsed = f"(SELECT cl_fp_parse(resource) AS {ROOT} FROM {self.resources} WHERE {self.selected()})"
+            source = f"(SELECT {ROOT}, {general.key} AS {KEY} FROM {parsed} AS _cl_parsed) AS _cl_source"
+            source, rows, conditions = _read_members_once(source, general.rows, first + general.conditions)
         else:
-            root = "cl_fp_parse(resource)"
-            conditions.insert(0, f"{ROOT} IS NOT NULL")
-        parsed = f"(SELECT {root} AS {ROOT} FROM {self.resources} WHERE {selected}) AS _cl_parsed"
-        source = f"(SELECT {ROOT}, {key} AS {KEY} FROM {parsed}) AS _cl_source"
-        if self.shape is None:
-            source, rows, conditions = _read_members_once(source, rows, conditions)
-        filters = " AND ".join(conditions) or "TRUE"
+            fast = typed.compiled
+            assert typed.shape is not None
+            fits = f"(cl_json_valid(resource) AND NOT {typed.shape.misfit_sql('resource')})"
+            read = f"(SELECT resource, {fits} AS {FIT} FROM {self.resources} WHERE {self.selected()}) AS _cl_read"
+            parsed = (
+                f"(SELECT {FIT}, CASE WHEN {FIT} THEN cl_fp_typed(resource, {sql_string(typed.shape.structure())})"
+                f" END AS {TYPED_ROOT}, CASE WHEN {FIT} THEN NULL ELSE cl_fp_parse(resource) END AS {ROOT}"
+                f" FROM {read}) AS _cl_parsed"
+            )
+            key = f"CASE WHEN {FIT} THEN {fast.key} ELSE {general.key} END"
+            source = f"(SELECT {FIT}, {TYPED_ROOT}, {ROOT}, {key} AS {KEY} FROM {parsed}) AS _cl_source"
+            source, rows, conditions = _read_members_once(source, general.rows, first + general.conditions)
+            rows = _either(FIT, (fast.rows, typed.scope), (rows, self.scope))
+            conditions = [f"CASE WHEN {FIT} THEN {_all(fast.conditions)} ELSE {_all(conditions)} END"]
+        filters = _all(conditions)
         if not rows.lists:
             outputs = ", ".join(f'{rows.fixed[c.name]} AS "{c.name}"' for c in rows.columns)
             return f"SELECT {outputs} FROM {source} WHERE {filters}", rows.columns
@@ -447,11 +469,6 @@ class _ViewCompiler:
         )
         sql = f"SELECT {outputs} FROM (SELECT {', '.join(inner)} FROM {source} WHERE {filters}) AS _cl_rows"
         return sql, rows.columns
-
-    def misfits(self) -> str:
-        """SQL true for the resources the typed struct could read differently (see ``_typed``)."""
-        assert self.shape is not None
-        return self.shape.misfit_sql("resource")
 
     def sql_columns(self, columns: list[Column]) -> list[tuple[Column, str]]:
         """The view's carelake sql-column extensions: (column, SQL over the view's columns), checked."""
@@ -486,11 +503,9 @@ class _ViewCompiler:
             result.append((Column(name, type_, False), sql))
         return result
 
-    def compile(self, typed: tuple[str, str] | None) -> str:
-        """The whole query; with ``typed`` (its rows, and what it leaves), those left the general way."""
-        base, columns = self.rows_sql(exclude=typed[1] if typed else None)
-        if typed is not None:
-            base = f"{typed[0]} UNION ALL {base}"
+    def compile(self, typed: _ViewCompiler | None) -> str:
+        """The whole query, with the carelake sql-column extensions; ``typed`` as in :meth:`query`."""
+        base, columns = self.query(typed)
         added = self.sql_columns(columns)
         if not added:
             return base
@@ -526,6 +541,30 @@ def _read_members_once(source: str, rows: _Rows, conditions: list[str]) -> tuple
     return source, swapped, [swap(c) for c in conditions]
 
 
+@dataclass
+class _Compiled:
+    """A view compiled over one root, before the query around it is built."""
+
+    rows: _Rows
+    conditions: list[str]
+    key: str
+
+
+def _all(conditions: list[str]) -> str:
+    return " AND ".join(conditions) or "TRUE"
+
+
+def _either(test: str, when: tuple[_Rows, Scope], otherwise: tuple[_Rows, Scope]) -> _Rows:
+    """Per row, the rows of ``when`` where ``test`` holds, else those of ``otherwise`` (same columns)."""
+    (a, a_scope), (b, b_scope) = when, otherwise
+    fixed = {name: f"CASE WHEN {test} THEN {sql} ELSE {b.fixed[name]} END" for name, sql in a.fixed.items()}
+    lists = []
+    if a.lists:
+        (a_list, columns), (b_list, _) = _product(a.lists, a_scope), _product(b.lists, b_scope)
+        lists.append((f"CASE WHEN {test} THEN {a_list} ELSE {b_list} END", columns))
+    return _Rows(columns=a.columns, fixed=fixed, lists=lists)
+
+
 def _field(name: str) -> str:
     return f"f_{name}"
 
@@ -548,10 +587,10 @@ def compile_view(view: Mapping[str, Any], *, resources: str = "resources") -> st
         >>> print(sql[: sql.index(",")])
         SELECT cl_fp_str(cl_fp_one(cl_fp_elements(struct_extract(_cl_r, 'id'))
     """
-    typed: tuple[str, str] | None
+    typed: _ViewCompiler | None
     try:
-        compiler = _ViewCompiler(view, resources, typed=True)
-        typed = compiler.rows_sql()[0], compiler.misfits()
+        typed = _ViewCompiler(view, resources, typed=True)
+        typed.compiled  # noqa: B018 (compiling over the struct raises Untyped where it cannot be)
     except Untyped:
         typed = None
     return _ViewCompiler(view, resources).compile(typed)
