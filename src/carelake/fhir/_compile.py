@@ -444,7 +444,7 @@ class _ViewCompiler:
         else:
             fast = typed.compiled
             assert typed.shape is not None
-            fits = f"(cl_json_valid(resource) AND NOT {typed.shape.misfit_sql('resource')})"
+            fits = typed.shape.fits_sql("resource")
             read = f"(SELECT resource, {fits} AS {FIT} FROM {self.resources} WHERE {self.selected()}) AS _cl_read"
             parsed = (
                 f"(SELECT {FIT}, CASE WHEN {FIT} THEN cl_fp_typed(resource, {sql_string(typed.shape.structure())})"
