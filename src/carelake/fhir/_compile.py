@@ -10,6 +10,10 @@ every engine that has lists, structs and lambdas runs it (DuckDB as written, Spa
 
 Column names become struct fields ``f_<name>``; ``%rowIndex`` is the 0-based position of the element
 in the nearest enclosing ``forEach``/``forEachOrNull``/``repeat`` (0 at the top).
+
+A view is compiled twice: over JSON elements (the general form, any view) and, where it only navigates,
+filters and picks, over a struct shaped by the FHIR model (``_typed``). The query holds both and reads each
+resource with one, chosen per row by whether its text fits the struct.
 """
 
 from __future__ import annotations
@@ -580,12 +584,12 @@ def compile_view(view: Mapping[str, Any], *, resources: str = "resources") -> st
     :class:`ViewDefinitionError` naming the offending element.
 
     Where the view allows it, the resources that follow the R4 model's shapes are read typed (see
-    ``_typed``), and the query is a ``UNION ALL`` of that and of the general form for the others.
+    ``_typed``); the query holds both forms, and each resource is read by one of them.
 
     Examples:
         >>> sql = compile_view({"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]})
         >>> print(sql[: sql.index(",")])
-        SELECT cl_fp_str(cl_fp_one(cl_fp_elements(struct_extract(_cl_r, 'id'))
+        SELECT CASE WHEN _cl_fit THEN cl_fp_str(struct_extract(_cl_t
     """
     typed: _ViewCompiler | None
     try:
