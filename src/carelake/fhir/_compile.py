@@ -444,9 +444,7 @@ class _ViewCompiler:
         if typed is None:
             parsed = f"(SELECT cl_fp_parse(resource) AS {ROOT} FROM {self.resources} WHERE {self.selected()})"
             source = f"(SELECT {ROOT}, {general.key} AS {KEY} FROM {parsed} AS _cl_parsed) AS _cl_source"
-            source, rows, conditions = _read_members_once(source, general.rows, first + general.conditions)
         else:
-            fast = typed.compiled
             assert typed.shape is not None
             fits = typed.shape.fits_sql("resource")
             read = f"(SELECT resource, {fits} AS {FIT} FROM {self.resources} WHERE {self.selected()}) AS _cl_read"
@@ -455,9 +453,11 @@ class _ViewCompiler:
                 f" END AS {TYPED_ROOT}, CASE WHEN {FIT} THEN NULL ELSE cl_fp_parse(resource) END AS {ROOT}"
                 f" FROM {read}) AS _cl_parsed"
             )
-            key = f"CASE WHEN {FIT} THEN {fast.key} ELSE {general.key} END"
+            key = f"CASE WHEN {FIT} THEN {typed.compiled.key} ELSE {general.key} END"
             source = f"(SELECT {FIT}, {TYPED_ROOT}, {ROOT}, {key} AS {KEY} FROM {parsed}) AS _cl_source"
-            source, rows, conditions = _read_members_once(source, general.rows, first + general.conditions)
+        source, rows, conditions = _read_members_once(source, general.rows, first + general.conditions)
+        if typed is not None:
+            fast = typed.compiled
             rows = _either(FIT, (fast.rows, typed.scope), (rows, self.scope))
             conditions = [f"CASE WHEN {FIT} THEN {_all(fast.conditions)} ELSE {_all(conditions)} END"]
         filters = _all(conditions)
