@@ -204,15 +204,16 @@ FUNCTIONS.update(
         ),
         # Member i (0-based) of cl_fp_members, as a collection.
         "cl_fp_member": ("ms, i", "cl_fp_elements(ms[i + 1])", lambda a: f"get({_sp(a[0])}, {_sp(a[1])})"),
-        # Is resource text t read typed? Valid JSON and no misfit: no match of pattern p (see fhir._typed), no JSON
-        # null (typed lists keep null items) and no \u escape (which could hide a key from p). Spark: never.
+        # May resource text t be read typed? No misfit: no match of pattern p (see fhir._typed), no JSON null
+        # (typed lists keep null items) and no \u escape (which could hide a key from p). Spark: never.
         "cl_fp_fits": (
             "t, p",
-            "json_valid(t) AND NOT (contains(t, '\\u') OR contains(t, 'null') OR regexp_matches(t, p))",
+            "NOT (contains(t, '\\u') OR contains(t, 'null') OR regexp_matches(t, p))",
             lambda a: "FALSE",
         ),
-        # Resource text -> a struct of the members a view reads (a json_transform structure; see fhir._typed).
-        "cl_fp_typed": ("t, s", "json_transform(t, s)", lambda a: _spark_typed(_sp(a[0]), a[1])),
+        # Resource text -> a struct of the members a view reads (a json_transform structure; see fhir._typed);
+        # NULL for text that is not JSON (cheaper than testing it first with json_valid).
+        "cl_fp_typed": ("t, s", "try(json_transform(t, s))", lambda a: _spark_typed(_sp(a[0]), a[1])),
         # An element's kind: object, array, string, number, boolean, null.
         "cl_fp_kind": (
             "e",

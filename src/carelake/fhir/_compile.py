@@ -446,12 +446,15 @@ class _ViewCompiler:
             source = f"(SELECT {ROOT}, {general.key} AS {KEY} FROM {parsed} AS _cl_parsed) AS _cl_source"
         else:
             assert typed.shape is not None
-            fits = typed.shape.fits_sql("resource")
-            read = f"(SELECT resource, {fits} AS {FIT} FROM {self.resources} WHERE {self.selected()}) AS _cl_read"
+            # The struct is NULL where the text misfits or is not JSON: those resources are read the general way.
+            struct = f"cl_fp_typed(resource, {sql_string(typed.shape.structure())})"
+            read = (
+                f"(SELECT resource, CASE WHEN {typed.shape.fits_sql('resource')} THEN {struct} END AS {TYPED_ROOT}"
+                f" FROM {self.resources} WHERE {self.selected()}) AS _cl_read"
+            )
             parsed = (
-                f"(SELECT {FIT}, CASE WHEN {FIT} THEN cl_fp_typed(resource, {sql_string(typed.shape.structure())})"
-                f" END AS {TYPED_ROOT}, CASE WHEN {FIT} THEN NULL ELSE cl_fp_parse(resource) END AS {ROOT}"
-                f" FROM {read}) AS _cl_parsed"
+                f"(SELECT {TYPED_ROOT} IS NOT NULL AS {FIT}, {TYPED_ROOT}, CASE WHEN {TYPED_ROOT} IS NOT NULL"
+                f" THEN NULL ELSE cl_fp_parse(resource) END AS {ROOT} FROM {read}) AS _cl_parsed"
             )
             key = f"CASE WHEN {FIT} THEN {typed.compiled.key} ELSE {general.key} END"
             source = f"(SELECT {FIT}, {TYPED_ROOT}, {ROOT}, {key} AS {KEY} FROM {parsed}) AS _cl_source"

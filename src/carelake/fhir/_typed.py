@@ -125,18 +125,24 @@ class Shape:
           The typed reader reads it as absent.
         """
         primitive = _names(self.resource)[0]
-        alternatives = []
+        by_value: dict[str, list[str]] = {}  # what follows the colon -> the names it flags there
         for name, kinds in sorted(self._typed_members().items()):
             if "absent" in kinds:
-                alternatives.append(f'"{re.escape(name)}"\\s*:')
+                by_value.setdefault("", []).append(name)
                 continue
             wrong = ("{" if "list" in kinds else "") + (r"\[" if kinds & {"object", "one"} else "")
             wrong += "" if kinds & {"one"} or name in primitive else r'"\d\-tf'
-            alternatives.append(f'"{re.escape(name)}"\\s*:\\s*[{wrong}]')
-        return "|".join(alternatives)
+            by_value.setdefault(f"\\s*[{wrong}]", []).append(name)
+        # One alternative per value class, the names grouped: RE2 scans the text a little faster.
+        return "|".join(
+            f'"({"|".join(re.escape(n) for n in names)})"\\s*:{value}' for value, names in sorted(by_value.items())
+        )
 
     def fits_sql(self, column: str) -> str:
-        """SQL true when the resource text in ``column`` is read typed (``cl_fp_fits``: valid JSON, no misfit)."""
+        """SQL true when the resource text in ``column`` may be read typed (``cl_fp_fits``: no misfit).
+
+        Text that is not JSON passes this test; ``cl_fp_typed`` gives NULL for it, and it is read the general way.
+        """
         pattern = self.misfit_pattern().replace("'", "''")
         return f"cl_fp_fits({column}, '{pattern}')"
 
