@@ -139,12 +139,12 @@ def _portable(params: str, body: str) -> tuple[str, str, Callable[[list[Any]], s
 
 
 def _spark_typed(doc: str, structure: Any) -> str:
-    """``from_json`` with a ``json_transform`` structure as its schema: primitives stay variants."""
+    """``from_json`` with a ``json_transform`` structure as its schema: primitives stay variants, text strings."""
     import json
 
     def ddl(node: Any) -> str:
-        if node == "JSON":
-            return "VARIANT"
+        if node in ("JSON", "VARCHAR"):
+            return "VARIANT" if node == "JSON" else "STRING"
         if isinstance(node, list):
             return f"ARRAY<{ddl(node[0])}>"
         return "STRUCT<" + ", ".join(f"`{name}`: {ddl(inner)}" for name, inner in node.items()) + ">"

@@ -37,13 +37,14 @@ from carelake.fhir._expressions import (
     children,
     compile_path,
     convert_element,
-    first_element,
     json_elements,
     let,
+    like,
     scalar_type,
     single,
     sql_string,
     sql_type,
+    text_of,
 )
 from carelake.fhir._fhirpath import Call, Variable, parse
 from carelake.fhir._prefilter import required_text, text_filter
@@ -224,7 +225,8 @@ class _ViewCompiler:
 
     @staticmethod
     def _column_sql(value: Value, column: Column, scope: Scope) -> str:
-        json_elements(value)
+        json_elements(value)  # no typed structs
+        text = isinstance(value, Coll) and value.text
         target = scalar_type(column.type)
         base = sql_type(target)
         if column.collection:
@@ -232,14 +234,14 @@ class _ViewCompiler:
                 item = as_scalar(value, target, scope).sql
                 return f"CASE WHEN {item} IS NULL THEN CAST([] AS {base}[]) ELSE [CAST({item} AS {base})] END"
             v = scope.var()
-            return f"CAST(list_transform({value.sql}, lambda {v}: {convert_element(v, target)}) AS {base}[])"
+            return f"CAST(list_transform({value.sql}, lambda {v}: {convert_element(v, target, text)}) AS {base}[])"
         if isinstance(value, Scalar):
             return f"CAST({as_scalar(value, target, scope).sql} AS {base})"
         element = value.one
         if element is None:
             several = scope.error_message('gave several values; set "collection": true on the column to keep them')
             element = f"cl_fp_one({value.sql}, {several})"
-        return convert_element(element, target)  # already of the column's SQL type
+        return convert_element(element, target, text)  # already of the column's SQL type
 
     # -- selects
     def select(self, node: Any, where: str, scope: Scope) -> _Rows:
@@ -269,7 +271,7 @@ class _ViewCompiler:
             elements = as_coll(self._path(node[key], f"{where}.{key}", scope))
         v = scope.var()
         indexed = "cl_fp_indexed_or_null" if key == "forEachOrNull" else "cl_fp_indexed"
-        inner_scope = replace(scope, focus=single(f"{v}.e", shape=elements.shape), row_index=f"{v}.i")
+        inner_scope = replace(scope, focus=like(elements, f"{v}.e"), row_index=f"{v}.i")
         inner = self.body(node, where, inner_scope)
         each = f"{indexed}({elements.sql})"
         if not inner.lists:  # one row per element
@@ -295,7 +297,8 @@ class _ViewCompiler:
 
     def _condition(self, value: Value, element: str, scope: Scope) -> str:
         """A FHIRPath criterion as a SQL boolean: true only when it gives true."""
-        if isinstance(json_elements(value), Scalar):
+        value = json_elements(value)
+        if isinstance(value, Scalar):
             if value.type != "boolean":
                 raise _fail(element, f"a where path must give a boolean, not a {value.type}")
             return f"coalesce({value.sql}, FALSE)"
@@ -425,7 +428,7 @@ class _ViewCompiler:
             raise _fail("select", "the view defines no columns")
         conditions = self.where()
         ids = children(self.scope.focus, "id", self.scope)
-        return _Compiled(rows, conditions, f"cl_fp_str({first_element(ids)})")
+        return _Compiled(rows, conditions, text_of(ids))
 
     def selected(self) -> str:
         """SQL choosing the resources the view reads (of its type, holding the text its where needs)."""

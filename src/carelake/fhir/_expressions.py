@@ -7,7 +7,9 @@ A FHIRPath value compiles to one of two shapes:
   compiler knows there is at most one (the resource, a ``forEach`` element, ``first()``), which keeps
   the SQL short.
   ``shape`` is set when the elements are typed structs instead (see ``_typed``): only navigation,
-  filtering and picking accept those; anything else raises :class:`Untyped`.
+  filtering and picking accept those; anything else raises :class:`Untyped`. ``text`` is set when they are
+  SQL text, the values of a typed struct's string leaves: conversions read those directly, and anything
+  that needs JSON elements gets them as JSON strings (:func:`json_elements`).
 * :class:`Scalar` — zero or one plain SQL value with a known FHIRPath type (a literal, a constant,
   a comparison, ``count()``, ``join()``); SQL NULL is the empty collection.
 
@@ -62,12 +64,13 @@ def scalar_type(fhir_type: str) -> str:
 class Coll:
     """A collection of JSON elements; ``one`` is its only element (or NULL) when it holds at most one.
 
-    With ``shape``, the elements are structs of that shape instead of JSON."""
+    With ``shape``, the elements are structs of that shape instead of JSON; with ``text``, SQL text."""
 
     sql: str
     one: str | None = None
     type: str | None = None
     shape: Shape | None = None
+    text: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,10 +86,16 @@ Value = Coll | Scalar
 EMPTY = Coll("cl_fp_empty()", one="cl_fp_null()")
 
 
-def single(element: str, type_: str | None = None, shape: Shape | None = None) -> Coll:
+def single(element: str, type_: str | None = None, shape: Shape | None = None, text: bool = False) -> Coll:
     """The collection holding one element (none when the element is NULL)."""
-    empty = "[]" if shape is not None else "cl_fp_empty()"
-    return Coll(f"CASE WHEN {element} IS NULL THEN {empty} ELSE [{element}] END", one=element, type=type_, shape=shape)
+    empty = "[]" if shape is not None or text else "cl_fp_empty()"
+    sql = f"CASE WHEN {element} IS NULL THEN {empty} ELSE [{element}] END"
+    return Coll(sql, one=element, type=type_, shape=shape, text=text)
+
+
+def like(coll: Coll, element: str) -> Coll:
+    """The collection holding one element of the same form as those of ``coll`` (none when it is NULL)."""
+    return single(element, coll.type, coll.shape, coll.text)
 
 
 def first_element(coll: Coll) -> str:
@@ -95,10 +104,22 @@ def first_element(coll: Coll) -> str:
 
 
 def json_elements(value: Value) -> Value:
-    """``value``, which must not hold typed structs: what needs whole JSON elements calls this first."""
-    if isinstance(value, Coll) and value.shape is not None:
-        raise Untyped(value.shape.type)
+    """``value`` as JSON elements: what needs whole JSON elements reads it through this.
+
+    Typed structs cannot be (:class:`Untyped`); text elements become the JSON strings they were read from.
+    """
+    if isinstance(value, Coll):
+        if value.shape is not None:
+            raise Untyped(value.shape.type)
+        if value.text:
+            one = f"cl_fp_of({value.one})" if value.one is not None else None
+            return Coll(f"list_transform({value.sql}, lambda _cl_s: cl_fp_of(_cl_s))", one=one, type=value.type)
     return value
+
+
+def text_of(coll: Coll) -> str:
+    """The first element of a collection as SQL text (NULL when empty)."""
+    return convert_element(first_element(coll), "string", coll.text)
 
 
 @dataclass(frozen=True)
@@ -152,8 +173,12 @@ def element_of(coll: Coll, scope: Scope) -> str:
     return f"cl_fp_one({coll.sql}, {scope.error_message('expected a single value but found several')})"
 
 
-def convert_element(element: str, type_: str) -> str:
-    """A JSON element as a SQL value of a Scalar type."""
+def convert_element(element: str, type_: str, text: bool = False) -> str:
+    """A JSON element (with ``text``, a JSON string's value as SQL text) as a SQL value of a Scalar type."""
+    if text:  # as the JSON string would convert: numbers parsed from the text, never a boolean
+        if type_ in ("integer", "decimal"):
+            return f"TRY_CAST({element} AS {sql_type(type_)})"
+        return "CAST(NULL AS BOOLEAN)" if type_ == "boolean" else element
     if type_ == "integer":
         return f"cl_fp_int({element})"
     if type_ == "decimal":
@@ -172,6 +197,8 @@ def sql_type(type_: str) -> str:
 
 def as_scalar(value: Value, type_: str, scope: Scope) -> Scalar:
     """A value as one SQL value of the given Scalar type."""
+    if isinstance(value, Coll) and value.text:
+        return Scalar(convert_element(element_of(value, scope), type_, text=True), type_)
     json_elements(value)
     if isinstance(value, Scalar):
         if value.type == type_ or sql_type(value.type) == sql_type(type_):
@@ -197,7 +224,7 @@ def let(value_sql: str, body: Callable[[str], str], scope: Scope) -> str:
 
 def to_bool(value: Value, scope: Scope) -> str:
     """FHIRPath's singleton evaluation as a boolean: SQL TRUE/FALSE, or NULL for empty."""
-    json_elements(value)
+    value = json_elements(value)
     if isinstance(value, Scalar):
         if value.type == "boolean":
             return value.sql
@@ -273,7 +300,7 @@ def _constant(node: Constant, scope: Scope) -> Value:
 
 
 def children(base: Coll, name: str, scope: Scope, type_: str | None = None) -> Coll:
-    if base is EMPTY:
+    if base is EMPTY or base.text:  # a string has no children
         return EMPTY
     if base.shape is not None:
         return _struct_children(base, base.shape, name, scope, type_)
@@ -293,8 +320,10 @@ def _struct_children(base: Coll, shape: Shape, name: str, scope: Scope, type_: s
 
     def of(element: str) -> Coll:
         value = f"struct_extract({element}, {sql_string(name)})"
-        if isinstance(inner, Leaf):  # JSON: one value (NULL for none), or else whatever the member holds
-            return single(value, type_) if inner.kind == "one" else Coll(f"cl_fp_elements({value})", type=type_)
+        if isinstance(inner, Leaf):  # one value (NULL for none), or else whatever the JSON member holds
+            if inner.kind in ("one", "text"):
+                return single(value, type_, text=inner.kind == "text")
+            return Coll(f"cl_fp_elements({value})", type=type_)
         if inner.repeats:  # a list without null items: the misfit pattern flags those
             return Coll(f"coalesce({value}, [])", type=type_, shape=inner)
         return single(value, type_, inner)
@@ -305,8 +334,9 @@ def _struct_children(base: Coll, shape: Shape, name: str, scope: Scope, type_: s
     first = of(v)
     if first.one is not None:  # at most one each: keep the present ones, without a list per element
         kept = f"list_filter(list_transform({base.sql}, lambda {v}: {first.one}), lambda {v}: {v} IS NOT NULL)"
-        return Coll(kept, type=type_, shape=first.shape)
-    return Coll(f"flatten(list_transform({base.sql}, lambda {v}: {first.sql}))", type=type_, shape=first.shape)
+        return Coll(kept, type=type_, shape=first.shape, text=first.text)
+    sql = f"flatten(list_transform({base.sql}, lambda {v}: {first.sql}))"
+    return Coll(sql, type=type_, shape=first.shape, text=first.text)
 
 
 def _check_name(name: str, scope: Scope) -> None:
@@ -366,7 +396,7 @@ def of_type(target: Node | None, type_name: str, scope: Scope) -> Value:
         plain = _type_filter(children(base, target.name, scope), type_name, scope)
         if plain is EMPTY:
             return choice
-        return Coll(f"list_concat({choice.sql}, {plain.sql})", type=type_name)
+        return Coll(f"list_concat({as_coll(json_elements(choice)).sql}, {plain.sql})", type=type_name)
     base = compile_path(target, scope) if target is not None else scope.focus
     if isinstance(base, Scalar):
         return base if scalar_type(type_name) == base.type else EMPTY
@@ -377,7 +407,8 @@ def _type_filter(base: Coll, type_name: str, scope: Scope) -> Coll:
     """The elements that can be of a type, judged by their JSON kind (resources by resourceType)."""
     if base is EMPTY:
         return EMPTY
-    json_elements(base)
+    base = json_elements(base)
+    assert isinstance(base, Coll)
     v = scope.var()
     if type_name[:1].isupper():
         test = f"cl_fp_str(cl_fp_at(cl_fp_get({v}, 'resourceType'), 0)) = {sql_string(type_name)}"
@@ -407,6 +438,8 @@ def _equals(left: Value, right: Value, scope: Scope) -> str:
         a, b = _common(left, right, scope)
         return f"({a} = {b})"
     if isinstance(left, Coll) and isinstance(right, Coll):
+        left, right = json_elements(left), json_elements(right)
+        assert isinstance(left, Coll) and isinstance(right, Coll)
         if left.one is not None and right.one is not None:
             return f"cl_fp_element_equals({left.one}, {right.one})"
         return f"cl_fp_equals({left.sql}, {right.sql})"
@@ -414,13 +447,13 @@ def _equals(left: Value, right: Value, scope: Scope) -> str:
     assert isinstance(scalar, Scalar) and isinstance(coll, Coll)
     target = _comparison_type(scalar.type)
     if coll.one is not None:
-        return f"({convert_element(coll.one, target)} = {as_scalar(scalar, target, scope).sql})"
+        return f"({convert_element(coll.one, target, coll.text)} = {as_scalar(scalar, target, scope).sql})"
     other = as_scalar(scalar, target, scope).sql
     return let(
         coll.sql,
         lambda c: (
             f"CASE WHEN cl_fp_count({c}) = 0 THEN NULL WHEN cl_fp_count({c}) > 1 THEN FALSE "
-            f"ELSE {convert_element(f'cl_fp_at({c}, 0)', target)} = {other} END"
+            f"ELSE {convert_element(f'cl_fp_at({c}, 0)', target, coll.text)} = {other} END"
         ),
         scope,
     )
@@ -441,6 +474,8 @@ def _common(left: Scalar, right: Scalar, scope: Scope) -> tuple[str, str]:
 
 def _order(op: str, left: Value, right: Value, scope: Scope) -> str:
     if isinstance(left, Coll) and isinstance(right, Coll):
+        left, right = json_elements(left), json_elements(right)
+        assert isinstance(left, Coll) and isinstance(right, Coll)
         return f"(cl_fp_compare({element_of(left, scope)}, {element_of(right, scope)}) {op} 0)"
     if isinstance(left, Scalar) and isinstance(right, Scalar):
         a, b = _common(left, right, scope)
@@ -478,15 +513,16 @@ def _arithmetic(op: str, left: Value, right: Value, scope: Scope) -> Scalar:
 
 def _binary(node: Binary, scope: Scope) -> Value:
     op = node.op
-    left = json_elements(compile_path(node.left, scope))
-    right = json_elements(compile_path(node.right, scope))
+    # Comparisons and conversions read text elements directly; the other operators need JSON elements.
+    raw_left, raw_right = compile_path(node.left, scope), compile_path(node.right, scope)
+    left, right = json_elements(raw_left), json_elements(raw_right)
+    if op in ("=", "!="):
+        eq = _equals(raw_left, raw_right, scope)
+        return Scalar(eq if op == "=" else f"(NOT {eq})", "boolean")
     if op in ("and", "or", "xor", "implies"):
         a, b = to_bool(left, scope), to_bool(right, scope)
         sql = {"and": f"({a} AND {b})", "or": f"({a} OR {b})", "xor": f"({a} <> {b})"}.get(op, f"((NOT {a}) OR {b})")
         return Scalar(sql, "boolean")
-    if op in ("=", "!="):
-        eq = _equals(left, right, scope)
-        return Scalar(eq if op == "=" else f"(NOT {eq})", "boolean")
     if op in ("~", "!~"):
         a, b = as_scalar(left, "string", scope).sql, as_scalar(right, "string", scope).sql
         eq = f"coalesce(lower({a}) = lower({b}), {a} IS NULL AND {b} IS NULL)"

@@ -22,13 +22,13 @@ from carelake.fhir._expressions import (
     children,
     compile_path,
     element_of,
-    first_element,
     json_elements,
+    like,
     number,
     of_type,
-    single,
     sql_string,
     sql_type,
+    text_of,
     to_bool,
     type_name,
 )
@@ -44,7 +44,7 @@ def _arity(node: Call, low: int, high: int, scope: Scope) -> None:
 def _lambda(coll: Coll, node: Node, scope: Scope) -> tuple[str, Value]:
     """A variable for each element of ``coll`` and ``node`` compiled with that element as $this."""
     v = scope.var()
-    return v, compile_path(node, scope.at(single(v, coll.type, coll.shape)))
+    return v, compile_path(node, scope.at(like(coll, v)))
 
 
 def compile_call(node: Call, scope: Scope) -> Value:
@@ -58,8 +58,8 @@ def compile_call(node: Call, scope: Scope) -> Value:
         if node.target is None:
             return Scalar(scope.key, "string")
         base = as_coll(compile_path(node.target, scope))
-        ids = children(single(element_of(base, scope), shape=base.shape), "id", scope)
-        return Scalar(f"cl_fp_str({first_element(ids)})", "string")
+        ids = children(like(base, element_of(base, scope)), "id", scope)
+        return Scalar(text_of(ids), "string")
     value = compile_path(node.target, scope) if node.target is not None else scope.focus
     handler = FUNCTIONS.get(name)
     if handler is None:
@@ -80,7 +80,8 @@ def _fn_select(node: Call, value: Value, scope: Scope) -> Value:
     coll = as_coll(value)
     v, projection = _lambda(coll, node.args[0], scope)
     projected = as_coll(projection)
-    return Coll(f"flatten(list_transform({coll.sql}, lambda {v}: {projected.sql}))", shape=projected.shape)
+    sql = f"flatten(list_transform({coll.sql}, lambda {v}: {projected.sql}))"
+    return Coll(sql, shape=projected.shape, text=projected.text)
 
 
 def _fn_exists(node: Call, value: Value, scope: Scope) -> Value:
@@ -151,7 +152,7 @@ def _fn_single(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 0, 0, scope)
     if isinstance(value, Scalar) or value.one is not None:
         return value
-    return single(element_of(value, scope), value.type, value.shape)
+    return like(value, element_of(value, scope))
 
 
 def _fn_skip(node: Call, value: Value, scope: Scope) -> Value:
@@ -176,14 +177,16 @@ def _fn_take(node: Call, value: Value, scope: Scope) -> Value:
 
 def _fn_distinct(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 0, 0, scope)
-    if isinstance(json_elements(value), Scalar):
+    value = json_elements(value)
+    if isinstance(value, Scalar):
         return value
     return Coll(f"cl_fp_distinct({value.sql})", type=value.type)
 
 
 def _fn_is_distinct(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 0, 0, scope)
-    if isinstance(json_elements(value), Scalar):
+    value = json_elements(value)
+    if isinstance(value, Scalar):
         return Scalar("TRUE", "boolean")
     return Scalar(f"(cl_fp_count(cl_fp_distinct({value.sql})) = cl_fp_count({value.sql}))", "boolean")
 
@@ -208,10 +211,10 @@ def _fn_iif(node: Call, value: Value, scope: Scope) -> Value:
     if isinstance(then, Scalar) and isinstance(otherwise, Scalar) and sql_type(then.type) == sql_type(otherwise.type):
         return Scalar(f"CASE WHEN {condition} THEN {then.sql} ELSE {otherwise.sql} END", then.type)
     a, b = as_coll(then), as_coll(otherwise)
-    if a.shape is not b.shape:
-        json_elements(a if a.shape is not None else b)
+    if a.shape is not b.shape or a.text != b.text:  # elements of two forms: both as JSON
+        a, b = as_coll(json_elements(a)), as_coll(json_elements(b))
     one = f"CASE WHEN {condition} THEN {a.one} ELSE {b.one} END" if a.one and b.one else None
-    return Coll(f"CASE WHEN {condition} THEN {a.sql} ELSE {b.sql} END", one=one, shape=a.shape)
+    return Coll(f"CASE WHEN {condition} THEN {a.sql} ELSE {b.sql} END", one=one, shape=a.shape, text=a.text)
 
 
 def _fn_extension(node: Call, value: Value, scope: Scope) -> Value:
@@ -221,15 +224,16 @@ def _fn_extension(node: Call, value: Value, scope: Scope) -> Value:
         return EMPTY
     extensions = children(value, "extension", scope)
     v = scope.var()
-    urls = children(single(v, shape=extensions.shape), "url", scope)
-    kept = f"list_filter({extensions.sql}, lambda {v}: cl_fp_str({first_element(urls)}) = {url})"
+    urls = children(like(extensions, v), "url", scope)
+    kept = f"list_filter({extensions.sql}, lambda {v}: {text_of(urls)} = {url})"
     return Coll(kept, shape=extensions.shape)
 
 
 def _fn_join(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 0, 1, scope)
     separator = as_scalar(compile_path(node.args[0], scope), "string", scope).sql if node.args else "''"
-    if isinstance(json_elements(value), Scalar):
+    value = json_elements(value)
+    if isinstance(value, Scalar):
         return Scalar(f"coalesce(CAST({value.sql} AS VARCHAR), '')", "string")
     v = scope.var()
     return Scalar(f"array_to_string(list_transform({value.sql}, lambda {v}: cl_fp_str({v})), {separator})", "string")
@@ -243,7 +247,7 @@ def _fn_get_reference_key(node: Call, value: Value, scope: Scope) -> Value:
     v = scope.var()
 
     def reference_of(element: str) -> str:
-        return f"cl_fp_str({first_element(children(single(element, shape=value.shape), 'reference', scope))})"
+        return text_of(children(like(value, element), "reference", scope))
 
     reference = reference_of(v)
     pattern = "'([A-Za-z]+)/([A-Za-z0-9.-]+)(/_history/[A-Za-z0-9.-]+)?$'"
@@ -308,8 +312,7 @@ def _convert(target: str) -> Callable[[Call, Value, Scope], Value]:
 
 def _fn_boundary(node: Call, value: Value, scope: Scope) -> Value:
     _arity(node, 0, 1, scope)
-    json_elements(value)
-    return boundary(node.name == "lowBoundary", value, scope)
+    return boundary(node.name == "lowBoundary", json_elements(value), scope)
 
 
 FUNCTIONS: dict[str, Callable[[Call, Value, Scope], Value]] = {
