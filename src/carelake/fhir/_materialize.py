@@ -88,14 +88,18 @@ def materialize_views(
     computed: dict[str, int] = {}
     with lake.transaction(STAGE, parameters=parameters) as tx:
         with closing(lake.connect(engine)) as eng:
-            runs = current_by_run(eng)
+            runs = current_by_run(eng, {view["resource"] for view in by_name.values()})
             for name, view in by_name.items():
+
+                def sql(resources: str, name: str = name, view: Mapping[str, Any] = view) -> str:
+                    return compiled[name] if resources == "resources" else compile_view(view, resources=resources)
+
                 refreshed = refresh_by_run(
                     tx,
                     eng,
                     table=name,
                     layer="silver",
-                    sql=lambda resources, view=view: compile_view(view, resources=resources),
+                    sql=sql,
                     fingerprint=fingerprints[name],
                     previous=previous.get(name),
                     current=runs.get(view["resource"], {}),
