@@ -396,7 +396,11 @@ def of_type(target: Node | None, type_name: str, scope: Scope) -> Value:
         plain = _type_filter(children(base, target.name, scope), type_name, scope)
         if plain is EMPTY:
             return choice
-        return Coll(f"list_concat({as_coll(json_elements(choice)).sql}, {plain.sql})", type=type_name)
+        if choice.text:  # a string-like type: the plain member's JSON strings join the choice's text as text
+            v = scope.var()
+            strings = f"list_transform({plain.sql}, lambda {v}: cl_fp_str({v}))"
+            return Coll(f"list_concat({choice.sql}, {strings})", type=type_name, text=True)
+        return Coll(f"list_concat({choice.sql}, {plain.sql})", type=type_name)
     base = compile_path(target, scope) if target is not None else scope.focus
     if isinstance(base, Scalar):
         return base if scalar_type(type_name) == base.type else EMPTY
