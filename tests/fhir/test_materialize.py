@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 import carelake as cl
 from carelake.fhir import load_views, materialize_views
+from carelake.fhir._by_run import current_by_run
 
 EXAMPLES = "sql-on-fhir-v2/spec/example-viewdefinitions"
 
@@ -34,6 +36,16 @@ def test_materialize_writes_silver_tables_and_reruns_cleanly(synthea_lake: Path,
     assert tables["patient_demographics"]["rows"] == 17
     direct = cl.run_view(views[[v["name"] for v in views].index("observations")], lake=lake)
     assert lake.sql("SELECT count(*) FROM observations").column(0)[0].as_py() == direct.num_rows
+
+
+def test_current_resources_are_counted_for_the_types_asked(synthea_lake: Path) -> None:
+    lake = cl.open_lake(synthea_lake)
+    with closing(lake.connect("duckdb")) as eng:
+        every = current_by_run(eng)
+        some = current_by_run(eng, ["Patient", "AllergyIntolerance", "Basic"])  # Basic: none stored
+        none = current_by_run(eng, [])
+    assert some == {t: every[t] for t in ("Patient", "AllergyIntolerance")}
+    assert sum(every["Patient"].values()) == 17 and none == {}
 
 
 def test_bad_view_commits_nothing(synthea_lake: Path) -> None:

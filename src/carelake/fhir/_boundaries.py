@@ -13,7 +13,6 @@ and the result is text (a ``decimal`` column casts it back to a number).
 from __future__ import annotations
 
 from carelake.fhir._expressions import (
-    NUMERIC_TYPES,
     Coll,
     Scalar,
     Scope,
@@ -21,6 +20,7 @@ from carelake.fhir._expressions import (
     as_scalar,
     element_of,
 )
+from carelake.fhir._model import NUMERIC_TYPES
 
 _DATE = "'^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?'"
 _TIME = "'T([0-9:.]+)'"

@@ -27,18 +27,12 @@ from dataclasses import replace as _replace
 
 from carelake.fhir._errors import ViewDefinitionError
 from carelake.fhir._fhirpath import Binary, Call, Constant, Indexer, Literal, Member, Node, TypeOp, Unary, Variable
+from carelake.fhir._model import INTEGER_TYPES, NUMERIC_TYPES, PRIMITIVE_TYPES
 from carelake.fhir._typed import Leaf, Shape, Untyped
 
 # A runtime failure raised from SQL starts with this, so the caller can turn it back into a ViewDefinitionError.
 RUNTIME_ERROR_MARKER = "carelake view error: "
 
-NUMERIC_TYPES = {"integer", "decimal", "positiveInt", "unsignedInt", "integer64"}
-INTEGER_TYPES = {"integer", "positiveInt", "unsignedInt", "integer64"}
-TEMPORAL_TYPES = {"date", "dateTime", "instant", "time"}
-STRING_TYPES = {
-    "string", "code", "id", "uri", "url", "canonical", "oid", "uuid", "markdown", "base64Binary", "xhtml",
-}  # fmt: skip
-PRIMITIVE_TYPES = NUMERIC_TYPES | TEMPORAL_TYPES | STRING_TYPES | {"boolean"}
 
 # How many levels repeat() follows; deeper nesting is cut off (see docs/views.md).
 REPEAT_DEPTH = 32

@@ -12,6 +12,15 @@ import typing
 from dataclasses import dataclass
 from functools import cache
 
+# FHIR primitive types by the kind of value they hold (their JSON form: number, string, boolean).
+NUMERIC_TYPES = frozenset({"integer", "decimal", "positiveInt", "unsignedInt", "integer64"})
+INTEGER_TYPES = frozenset({"integer", "positiveInt", "unsignedInt", "integer64"})
+TEMPORAL_TYPES = frozenset({"date", "dateTime", "instant", "time"})
+STRING_TYPES = frozenset({
+    "string", "code", "id", "uri", "url", "canonical", "oid", "uuid", "markdown", "base64Binary", "xhtml",
+})  # fmt: skip
+PRIMITIVE_TYPES = NUMERIC_TYPES | TEMPORAL_TYPES | STRING_TYPES | {"boolean"}
+
 
 @dataclass(frozen=True)
 class Member:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import NamedTuple
 
-from carelake.fhir._model import members
+from carelake.fhir._model import STRING_TYPES, TEMPORAL_TYPES, members
 
 
 class Untyped(Exception):
@@ -165,10 +165,7 @@ class Shape:
 
 
 # FHIR primitives whose JSON form is a string (read as SQL text by a ``text`` leaf).
-_TEXT_TYPES = frozenset(
-    {"string", "code", "id", "uri", "url", "canonical", "oid", "uuid", "markdown", "base64Binary", "xhtml",
-     "date", "dateTime", "instant", "time"}
-)  # fmt: skip
+_TEXT_TYPES = STRING_TYPES | TEMPORAL_TYPES
 
 
 class _Names(NamedTuple):
