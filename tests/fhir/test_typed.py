@@ -139,3 +139,27 @@ def test_standard_views_typed_equal_general_on_synthea(synthea: cl.Lake, name: s
     key = lambda r: json.dumps(r, sort_keys=True, default=str)  # noqa: E731
     assert len(a) > 0 or name == "family_history"
     assert sorted(a, key=key) == sorted(b, key=key)
+
+
+def test_the_model_names_every_primitive_as_fhir_does() -> None:
+    # Typed reading picks text leaves by these names, and quality its format checks: fhir.resources calls
+    # base64Binary "encodedBytes" and uuid "uuidVersion", which neither would recognise.
+    from carelake.fhir._model import PRIMITIVE_TYPES, members
+    from carelake.sources.fhir._r4 import r4_resource_types
+
+    found: set[str] = set()
+    seen: set[str] = set()
+    todo = sorted(r4_resource_types())
+    while todo:
+        type_ = todo.pop()
+        if type_ in seen:
+            continue
+        seen.add(type_)
+        for member in members(type_).values():
+            if member.primitive:
+                found.add(member.type)
+            elif members(member.type):
+                todo.append(member.type)
+    assert found <= PRIMITIVE_TYPES
+    assert {"base64Binary", "uuid", "decimal", "dateTime"} <= found
+    assert members("Attachment")["data"].type == "base64Binary"

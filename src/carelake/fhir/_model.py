@@ -34,6 +34,10 @@ class Member:
         return self.type[:1].islower()
 
 
+# fhir.resources' markers whose names are not the FHIR primitive's.
+_PRIMITIVE_NAMES = {"encodedBytes": "base64Binary", "uuidVersion": "uuid"}
+
+
 def type_name(annotation: typing.Any) -> tuple[str, bool]:
     """(FHIR type, repeats) of a pydantic field annotation of fhir.resources."""
     repeats = False
@@ -48,7 +52,8 @@ def type_name(annotation: typing.Any) -> tuple[str, bool]:
             break
     if origin is typing.Annotated:
         marker = type(args[1]).__name__
-        return marker[0].lower() + marker[1:], repeats
+        name = marker[0].lower() + marker[1:]
+        return _PRIMITIVE_NAMES.get(name, name), repeats
     if annotation is bool:
         return "boolean", repeats
     name = getattr(annotation, "__name__", str(annotation))
