@@ -184,5 +184,8 @@ def test_where_reads_only_resources_holding_its_strings(engine: str, tmp_path: P
     assert prefilter in sql and prefilter not in compile_view(computed)
     assert sorted(r["id"] for r in run_view(computed, lake=lake, engine=engine).to_pylist()) == ["o1", "o3"]
     either = {**view, "where": [{"path": "code.coding.code = '8302-2' or code.coding.code = '29463-7'"}]}
-    assert prefilter not in compile_view(either)
+    assert "(contains(resource, '29463-7') OR contains(resource, '8302-2'))" in compile_view(either)
     assert len(run_view(either, lake=lake, engine=engine)) == 3
+    half = {**view, "where": [{"path": "code.coding.code = '29463-7' or status.replace('l', '') = 'fina'"}]}
+    assert prefilter not in compile_view(half)  # one side requires no text, so the clause requires none
+    assert sorted(r["id"] for r in run_view(half, lake=lake, engine=engine).to_pylist()) == ["o1", "o2", "o3"]

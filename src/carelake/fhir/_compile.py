@@ -47,7 +47,7 @@ from carelake.fhir._expressions import (
     text_of,
 )
 from carelake.fhir._fhirpath import Call, Variable, parse
-from carelake.fhir._prefilter import required_text, text_filter
+from carelake.fhir._prefilter import Required, required_text, text_filter
 from carelake.fhir._typed import Shape, Untyped
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -407,7 +407,7 @@ class _ViewCompiler:
             conditions.append(self._condition(value, element, replace(self.scope, element=element)))
         return conditions
 
-    def required_text(self) -> set[str]:
+    def required_text(self) -> Required:
         """What the resource text must contain for every where clause to hold (see ``_prefilter``)."""
         strings = {
             c["name"]: c[key]
@@ -415,7 +415,8 @@ class _ViewCompiler:
             for key in c
             if _CONSTANT_TYPES.get(key) == "string" and isinstance(c[key], str) and isinstance(c.get("name"), str)
         }
-        return {text for clause in self.view.get("where", []) for text in required_text(parse(clause["path"]), strings)}
+        clauses = self.view.get("where", [])
+        return {texts for clause in clauses for texts in required_text(parse(clause["path"]), strings)}
 
     @cached_property
     def compiled(self) -> _Compiled:

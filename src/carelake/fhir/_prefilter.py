@@ -10,7 +10,10 @@ Soundness: an equality between a string and an element read straight from the re
 ``where``, ``first``, ``ofType``… never a computed value such as ``lower()``) holds only when the element's
 text is that string, and a JSON text holds a string verbatim unless it escapes a character — which takes a
 backslash. Resources whose text has a backslash are therefore always kept, whatever they contain. Only
-``and``, ``=`` and ``exists`` are looked through; any other shape requires nothing, so no filter is added.
+``and``, ``or``, ``=`` and ``exists`` are looked through; any other shape requires nothing, so no filter is
+added. A requirement is a set of alternatives, strings of which the text must hold at least one: ``and``
+gathers its sides' requirements, ``or`` keeps, for each pair of them, the union of the two (``code = 'a' or
+code = 'b'`` requires ``a`` or ``b``), and requires nothing when a side requires nothing.
 """
 
 from __future__ import annotations
@@ -24,18 +27,24 @@ from carelake.fhir._fhirpath import Binary, Call, Constant, Indexer, Literal, Me
 _NAVIGATING = {"where", "first", "last", "single", "tail", "skip", "take", "ofType", "extension", "children"}
 
 
-def required_text(tree: Node, strings: Mapping[str, str]) -> set[str]:
-    """Strings the resource text must contain for ``tree`` (a boolean FHIRPath) to be true.
+Required = set[frozenset[str]]  # the text holds, for each set, at least one of its strings
+
+
+def required_text(tree: Node, strings: Mapping[str, str]) -> Required:
+    """What the resource text must contain for ``tree`` (a boolean FHIRPath) to be true.
 
     ``strings`` are the view's string-typed constants by name. The empty set means no requirement.
     """
     if isinstance(tree, Binary) and tree.op == "and":
         return required_text(tree.left, strings) | required_text(tree.right, strings)
+    if isinstance(tree, Binary) and tree.op == "or":
+        left, right = required_text(tree.left, strings), required_text(tree.right, strings)
+        return {a | b for a in left for b in right}  # empty when either side requires nothing
     if isinstance(tree, Binary) and tree.op == "=":
         for value, other in ((tree.left, tree.right), (tree.right, tree.left)):
             text = _string(value, strings)
             if text and _reads_resource(other):
-                return {text}
+                return {frozenset({text})}
         return set()
     if isinstance(tree, Call) and tree.name == "exists" and _reads_resource(tree.target):
         if tree.args:
@@ -67,9 +76,14 @@ def _reads_resource(node: Node | None) -> bool:
     return isinstance(node, Variable) and node.name == "this"
 
 
-def text_filter(column: str, required: set[str]) -> str | None:
-    """SQL keeping the rows whose ``column`` contains every required string (or has an escape)."""
+def text_filter(column: str, required: Required) -> str | None:
+    """SQL keeping the rows whose ``column`` meets every requirement (or has an escape)."""
     if not required:
         return None
-    tests = " AND ".join(f"contains({column}, {sql_string(text)})" for text in sorted(required))
+
+    def any_of(texts: frozenset[str]) -> str:
+        tests = [f"contains({column}, {sql_string(text)})" for text in sorted(texts)]
+        return tests[0] if len(tests) == 1 else "(" + " OR ".join(tests) + ")"
+
+    tests = " AND ".join(sorted(any_of(texts) for texts in required))
     return f"(({tests}) OR contains({column}, '\\'))"
