@@ -152,7 +152,7 @@ class Shape:
             by_value.setdefault(f"\\s*[{''.join(sorted(wrong))}]", []).append(name)
         # One alternative per value class, the names grouped: RE2 scans the text a little faster.
         return "|".join(
-            f'"({"|".join(re.escape(n) for n in names)})"\\s*:{value}' for value, names in sorted(by_value.items())
+            f'"({"|".join(re.escape(n) for n in flagged)})"\\s*:{value}' for value, flagged in sorted(by_value.items())
         )
 
     def fits_sql(self, column: str) -> str:
