@@ -71,6 +71,10 @@ def test_ingest_json_status_and_sql(tmp_path: Path, testdata: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert {r["resource_type"]: int(r["n"]) for r in rows}["Patient"] == 13
 
+    nested = "select [1, 2] as l, {'a': 'x'} as s, NULL::INT[] as n"
+    rows = list(csv.DictReader(io.StringIO(carelake("sql", nested, "--format", "csv", lake=lake).stdout)))
+    assert rows == [{"l": "[1,2]", "s": '{"a":"x"}', "n": ""}]  # nested cells as JSON text
+
     result = carelake("sql", "select id from Patient order by id limit 2", "--format", "json", lake=lake)
     assert len(json.loads(result.stdout)) == 2
     table = carelake("sql", "select count(*) as n from Encounter", lake=lake)

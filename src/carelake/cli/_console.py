@@ -75,6 +75,17 @@ class TableFormat(StrEnum):
     parquet = "parquet"
 
 
+def _flat(result: Any) -> Any:
+    """The table with each list, struct or map column as JSON text: CSV cells hold text only."""
+    import pyarrow as pa
+
+    for i, field in enumerate(result.schema):
+        if pa.types.is_nested(field.type):
+            cells = [None if v is None else orjson.dumps(v, default=str).decode() for v in result.column(i).to_pylist()]
+            result = result.set_column(i, field.name, pa.array(cells, pa.string()))
+    return result
+
+
 def write_table(result: Any, format: TableFormat, target: Path | None = None) -> None:
     """Write an Arrow table to stdout or a file; the row count goes to stderr."""
     from carelake.errors import InputError
@@ -88,7 +99,7 @@ def write_table(result: Any, format: TableFormat, target: Path | None = None) ->
     elif format is TableFormat.csv:
         import pyarrow.csv as pacsv
 
-        pacsv.write_csv(result, str(target) if target else sys.stdout.buffer)
+        pacsv.write_csv(_flat(result), str(target) if target else sys.stdout.buffer)
         sys.stdout.flush()
     elif format in (TableFormat.ndjson, TableFormat.json):
         rows = result.to_pylist()
