@@ -92,3 +92,41 @@ def test_a_write_beyond_the_memory_limit_is_retried_then_a_clear_error(tmp_path:
         assert eng.query(f"SELECT * FROM '{small[0]}'").column("x").to_pylist() == [1]
     finally:
         eng.close()
+
+
+@pytest.mark.spark
+def test_the_spark_function_jar_is_built_once_and_needs_javac(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zipfile
+
+    from carelake.engine._spark_jar import udf_jar
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    jar = udf_jar()
+    assert jar is not None and jar.parent == tmp_path / "cache" / "carelake" / "spark"
+    assert zipfile.ZipFile(jar).namelist() == ["carelake/spark/VariantScale.class"]
+    built = jar.stat().st_mtime_ns
+    assert udf_jar() == jar and jar.stat().st_mtime_ns == built  # cached: javac runs once
+    assert [p.name for p in jar.parent.iterdir()] == [jar.name]  # no temporary folder left behind
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty"))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    assert udf_jar() is None  # a JRE only: no jar, and the engine still starts
+
+
+@pytest.mark.spark
+def test_a_spark_session_without_the_function_says_what_to_install() -> None:
+    from pyspark.sql.types import IntegerType
+
+    from carelake.engine._spark_jar import CLASS, FUNCTION
+
+    eng = make_engine("spark")
+    boundary = "SELECT cl_fp_scale(cl_fp_parse('1.50')) AS s"
+    assert eng.query(boundary).column("s")[0].as_py() == 2
+    eng.spark.sql(f"DROP TEMPORARY FUNCTION {FUNCTION}")  # what a session started without javac lacks
+    try:
+        with pytest.raises(QueryError, match="needs carelake's Java function") as caught:
+            eng.query(boundary)
+        assert "install a JDK" in (caught.value.hint or "")
+    finally:
+        eng.spark.udf.registerJavaFunction(FUNCTION, CLASS, IntegerType())

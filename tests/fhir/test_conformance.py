@@ -16,16 +16,8 @@ from carelake.fhir.conformance import Case, check, load_cases, main
 SUITE = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "sql-on-fhir-v2" / "tests"
 REPORT = Path(__file__).resolve().parents[2] / "docs" / "sql-on-fhir-test-report.json"
 
-_SPARK_DECIMAL = (
-    "Spark's parse_json drops trailing zeros (1.0 is stored as DECIMAL(1,0)), so the precision the "
-    "decimal was written with, which lowBoundary()/highBoundary() need, is lost"
-)
-
 # (engine, "file: title") -> why it does not pass yet
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("spark", "fn_boundary: decimal lowBoundary"): _SPARK_DECIMAL,
-    ("spark", "fn_boundary: decimal highBoundary"): _SPARK_DECIMAL,
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 CASES: list[Case] = load_cases(SUITE) if SUITE.is_dir() else []
 ENGINES = ["duckdb", pytest.param("spark", marks=[pytest.mark.spark, pytest.mark.slow])]

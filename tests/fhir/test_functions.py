@@ -16,7 +16,8 @@ from carelake.errors import QueryError
 
 DOC = (
     '{"id": "p1", "name": [{"family": "F", "given": ["a", "b"]}, {"family": null}], "active": true, '
-    '"n": 1.25, "i": 7, "o": {"x": 1}, "s": "text", "nul": null, "arr": [1, null, "two"]}'
+    '"n": 1.25, "i": 7, "o": {"x": 1}, "s": "text", "nul": null, "arr": [1, null, "two"], '
+    '"zs": [1.0, 1.25, 3], "z3": 2.500}'
 )
 
 
@@ -78,6 +79,8 @@ EXPRESSIONS: dict[str, tuple[str, Any]] = {
     "int": (f"cl_fp_int(cl_fp_at(cl_fp_get({R}, 'i'), 0))", 7),
     "bool": (f"[cl_fp_bool(cl_fp_at(cl_fp_get({R}, 'active'), 0)), cl_fp_bool(cl_fp_of('true'))]", [True, None]),
     "scale": (f"cl_fp_scale(cl_fp_at(cl_fp_get({R}, 'n'), 0))", 2),
+    # As written (FHIR decimals keep their precision), also inside a lambda; see test_scale_keeps_zeros.
+    "scale as written": (f"list_transform(cl_fp_get({R}, 'zs'), lambda _z: cl_fp_scale(_z))", [1, 2, 0]),
     "of": (_texts("[cl_fp_of('x'), cl_fp_of(CAST(2 AS BIGINT)), cl_fp_of(TRUE)]"), ['"x"', "2", "true"]),
     "count": (f"cl_fp_count(cl_fp_get({R}, 'name'))", 2),
     "at out of range": (f"cl_fp_at(cl_fp_get({R}, 'name'), 5) IS NULL", True),
@@ -157,3 +160,16 @@ def test_every_fhirpath_function_is_tested() -> None:
     apart = {"cl_fp_error", "cl_fp_fits"}  # tested above: an error, and a test that differs by engine on purpose
     missing = [n for n in FUNCTIONS if n.startswith("cl_fp_") and n + "(" not in used and n not in apart]
     assert missing == []
+
+
+def test_scale_keeps_every_trailing_zero(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if engine == "duckdb":
+        # DuckDB's JSON reader (yyjson) writes a number back as the shortest double: 2.500 becomes 2.5.
+        # Only one trailing zero survives (1.0 stays 1.0). docs/views.md lists this gap.
+        request.applymarker(pytest.mark.xfail(strict=True, reason="DuckDB re-writes 2.500 as 2.5"))
+    path = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"t": [DOC]}), path)
+    eng = make_engine(engine)
+    eng.register_parquet("docs", [path])
+    scale = eng.query(f"SELECT cl_fp_scale(cl_fp_at(cl_fp_get({R}, 'z3'), 0)) AS s FROM docs").column("s")
+    assert scale.to_pylist() == [3]

@@ -248,15 +248,13 @@ FUNCTIONS.update(
         "cl_fp_json": ("e", "CAST(e AS VARCHAR)", lambda a: f"to_json({_sp(a[0])})"),
         # A SQL scalar as an element.
         "cl_fp_of": ("v", "to_json(v)", lambda a: f"CAST({_sp(a[0])} AS VARIANT)"),
-        # Digits after the decimal point of a number element, as written (Spark keeps no trailing zeros).
+        # Digits after the decimal point of a number element, as written. Spark's SQL functions drop trailing
+        # zeros, so Spark reads the scale with carelake's Java function (engine/VariantScale.java).
         "cl_fp_scale": (
             "e",
             f"CASE WHEN json_type(e) IN {_NUMBER_KINDS} AND contains(CAST(e AS VARCHAR), '.') "
             "THEN length(split_part(split_part(lower(CAST(e AS VARCHAR)), 'e', 1), '.', 2)) ELSE 0 END",
-            lambda a: (
-                f"coalesce(try_cast(regexp_extract(schema_of_variant({_sp(a[0])}), "
-                "'^DECIMAL\\\\(\\\\d+,(\\\\d+)\\\\)$', 1) AS INT), 0)"
-            ),
+            lambda a: f"coalesce(cl_variant_scale({_sp(a[0])}), 0)",
         ),
         # The empty collection, and no element.
         "cl_fp_empty": ("", "CAST([] AS JSON[])", lambda a: "CAST(array() AS array<variant>)"),

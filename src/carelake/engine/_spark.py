@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from carelake.engine._base import first_line, to_dialect
+from carelake.engine._spark_jar import CLASS, FUNCTION, udf_jar
 from carelake.errors import EngineError, MissingDependencyError, QueryError
 
 if TYPE_CHECKING:
@@ -35,9 +36,13 @@ def _session(master: str | None, remote: str | None) -> Any:
     if remote is None and shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise EngineError("the Spark engine needs Java 17 or newer", hint="install a JDK (e.g. openjdk-17-jre)")
     builder = SparkSession.builder.appName("carelake")
+    jar = None
     if remote:
         builder = builder.remote(remote)
     else:
+        jar = udf_jar()
+        if jar is not None:
+            builder = builder.config("spark.jars", str(jar))
         builder = (
             builder.master(master or os.environ.get("CARELAKE_SPARK_MASTER", "local[*]"))
             .config("spark.ui.enabled", "false")
@@ -57,6 +62,10 @@ def _session(master: str | None, remote: str | None) -> Any:
         ) from exc
     if not remote:
         session.sparkContext.setLogLevel("ERROR")
+    if jar is not None:
+        from pyspark.sql.types import IntegerType
+
+        session.udf.registerJavaFunction(FUNCTION, CLASS, IntegerType())
     _SESSIONS[key] = session
     return session
 
@@ -80,14 +89,14 @@ class SparkEngine:
         try:
             return frame.toArrow()
         except Exception as exc:  # Spark raises its own hierarchy from the JVM
-            raise QueryError(f"query failed on spark: {first_line(exc)}") from exc
+            raise _failure("query", exc) from exc
 
     def write_parquet(self, sql: str, directory: Path) -> list[Path]:
         frame = self._frame(sql)
         try:
             frame.write.option("compression", "zstd").parquet(str(directory))
         except Exception as exc:
-            raise QueryError(f"write failed on spark: {first_line(exc)}") from exc
+            raise _failure("write", exc) from exc
         for extra in directory.iterdir():
             if not extra.name.endswith(".parquet"):
                 extra.unlink()
@@ -108,4 +117,15 @@ class SparkEngine:
         try:
             return self.spark.sql(translated)
         except Exception as exc:
-            raise QueryError(f"query failed on spark: {first_line(exc)}") from exc
+            raise _failure("query", exc) from exc
+
+
+def _failure(what: str, exc: Exception) -> QueryError:
+    """A Spark error as carelake's, with what to do when carelake's Java function was not available."""
+    if FUNCTION in str(exc).lower() and "UNRESOLVED_ROUTINE" in str(exc):
+        return QueryError(
+            f"{what} failed on spark: lowBoundary()/highBoundary() of a number needs carelake's Java function, "
+            "which this Spark session does not have",
+            hint="install a JDK (javac) where carelake starts Spark; a Spark Connect server does not get it",
+        )
+    return QueryError(f"{what} failed on spark: {first_line(exc)}")
