@@ -109,6 +109,34 @@ def test_a_name_read_both_as_list_and_object_is_always_flagged() -> None:
     assert pattern.search('{"name":[{"family":"x"}]}') and pattern.search('{"contact":[{"name":{"family":"y"}}]}')
 
 
+CONDITIONS = [
+    '{"resourceType":"Condition","id":"fits","code":{"coding":[{"code":"c1"}]}}',
+    # Condition.evidence.code is a list: under that name a list is no misfit, and the struct's text leaf
+    # (Coding.code) cannot hold one, so the pattern sends the resource the general way.
+    '{"resourceType":"Condition","id":"evidence","code":{"coding":[{"code":"c2"}]},'
+    '"evidence":[{"code":[{"coding":[{"code":"e"}]}]}]}',
+    '{"resourceType":"Condition","id":"code-list","code":{"coding":[{"code":["c3","c4"]}]}}',
+]
+
+
+def test_a_text_leaf_whose_name_is_a_list_elsewhere(engine: str, tmp_path: Path) -> None:
+    view = {
+        "resource": "Condition",
+        "select": [{"column": [{"name": "id", "path": "id"}, {"name": "code", "path": "code.coding.code.first()"}]}],
+    }
+    compiler = _ViewCompiler(view, typed=True)
+    assert compiler.compiled.rows.columns
+    shape = compiler.shape
+    assert shape is not None
+    assert json.loads(shape.structure())["code"] == {"coding": [{"code": "VARCHAR"}]}
+    pattern = re.compile(shape.misfit_pattern())
+    assert [json.loads(line)["id"] for line in CONDITIONS if pattern.search(line)] == ["evidence", "code-list"]
+    source = tmp_path / "conditions.ndjson"
+    source.write_text("\n".join(CONDITIONS) + "\n")
+    rows = {r["id"]: r["code"] for r in run_view(view, source=source, engine=engine).to_pylist()}
+    assert rows == {"fits": "c1", "evidence": "c2", "code-list": "c3"}
+
+
 def test_views_that_need_whole_elements_are_compiled_the_general_way() -> None:
     for path in ("name = name", "name.distinct().count()", "name.join(',')"):
         view = {"resource": "Patient", "select": [{"column": [{"name": "x", "path": path}]}]}

@@ -87,8 +87,9 @@ class Shape:
                 self.members[name] = Leaf("any" if name in _names(self.resource).every else "absent")
             else:
                 names = _names(self.resource)
-                one = member.primitive and not member.repeats and name not in names.lists
-                text = one and member.type in _TEXT_TYPES and name not in names.not_text
+                once = member.primitive and not member.repeats
+                one = once and name not in names.lists
+                text = once and member.type in _TEXT_TYPES and name not in names.not_text
                 self.members[name] = Leaf("text" if text else "one" if one else "any")
         return self.members[name]
 
