@@ -7,11 +7,12 @@ atomic step of every commit.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from carelake.errors import LakeError
 
@@ -51,7 +52,7 @@ class Catalog:
         if not path.exists():
             return cls()
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = orjson.loads(path.read_bytes())
             return cls(
                 version=int(data["version"]),
                 tables={k: TableEntry(**v) for k, v in data["tables"].items()},
@@ -74,8 +75,8 @@ class Catalog:
             "runs": self.runs,
         }
         tmp = root / f".{CATALOG_FILE}.tmp"
-        with tmp.open("w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=1)
+        with tmp.open("wb") as handle:  # orjson: the catalog is written at every commit and grows with the runs
+            handle.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, root / CATALOG_FILE)
