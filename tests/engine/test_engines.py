@@ -115,7 +115,7 @@ def test_the_spark_function_jar_is_built_once_and_needs_javac(tmp_path: Path, mo
 
 
 @pytest.mark.spark
-def test_a_spark_session_without_the_function_says_what_to_install() -> None:
+def test_a_spark_session_without_the_function_says_what_to_install(capfd: pytest.CaptureFixture[str]) -> None:
     from pyspark.sql.types import IntegerType
 
     from carelake.engine._spark_jar import CLASS, FUNCTION
@@ -128,5 +128,6 @@ def test_a_spark_session_without_the_function_says_what_to_install() -> None:
         with pytest.raises(QueryError, match="needs carelake's Java function") as caught:
             eng.query(boundary)
         assert "install a JDK" in (caught.value.hint or "")
+        assert "Exception" not in capfd.readouterr().err  # pyspark's log of the JVM stack trace is silenced
     finally:
         eng.spark.udf.registerJavaFunction(FUNCTION, CLASS, IntegerType())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +26,16 @@ _SESSIONS: dict[tuple[str | None, str | None], Any] = {}
 def _session(master: str | None, remote: str | None) -> Any:
     """One Spark session per (master, remote) per process: starting a JVM costs seconds."""
     key = (master, remote)
-    if key in _SESSIONS:
-        return _SESSIONS[key]
+    if key not in _SESSIONS:
+        with warnings.catch_warnings():
+            # pyspark warns on import that it does not fully support pandas 3; carelake hands on Arrow, not pandas.
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyspark\.")
+            _SESSIONS[key] = _start(master, remote)
+    return _SESSIONS[key]
+
+
+def _start(master: str | None, remote: str | None) -> Any:
+    """A session with carelake's settings and, where a JDK could build it, carelake's Java function."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
@@ -34,7 +43,7 @@ def _session(master: str | None, remote: str | None) -> Any:
             "the Spark engine needs pyspark", hint="install it with: pip install 'carelake[spark]'"
         ) from exc
     if remote is None and shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        raise EngineError("the Spark engine needs Java 17 or newer", hint="install a JDK (e.g. openjdk-17-jre)")
+        raise EngineError("the Spark engine needs Java 17 or newer", hint="install a JDK (e.g. openjdk-17-jdk)")
     builder = SparkSession.builder.appName("carelake")
     jar = None
     if remote:
@@ -62,12 +71,22 @@ def _session(master: str | None, remote: str | None) -> Any:
         ) from exc
     if not remote:
         session.sparkContext.setLogLevel("ERROR")
+    _quiet_failed_queries()
     if jar is not None:
         from pyspark.sql.types import IntegerType
 
         session.udf.registerJavaFunction(FUNCTION, CLASS, IntegerType())
-    _SESSIONS[key] = session
     return session
+
+
+def _quiet_failed_queries() -> None:
+    """pyspark logs every failed query with its JVM stack trace; carelake reports the error itself, in one line."""
+    import logging
+
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
 
 
 class SparkEngine:
