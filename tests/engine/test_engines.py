@@ -113,6 +113,16 @@ def test_the_spark_function_jar_is_built_once_and_needs_javac(tmp_path: Path, mo
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
     assert udf_jar() is None  # a JRE only: no jar, and the engine still starts
 
+    broken = tmp_path / "jdk" / "bin" / "javac"  # a javac that fails: a loud, named error, not a silent gap
+    broken.parent.mkdir(parents=True)
+    broken.write_text("#!/bin/sh\necho 'error: invalid target release: 17' >&2\nexit 2\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+    with pytest.raises(cl.EngineError, match="invalid target release") as caught:
+        udf_jar()
+    assert "JDK 17" in (caught.value.hint or "")
+    assert list((tmp_path / "empty" / "carelake" / "spark").iterdir()) == []  # no half-built jar left
+
 
 @pytest.mark.spark
 def test_a_spark_session_without_the_function_says_what_to_install(capfd: pytest.CaptureFixture[str]) -> None:

@@ -36,10 +36,17 @@ def _cache() -> Path:
     return Path(root) / "carelake" / "spark"
 
 
+def _spark_jars() -> Path:
+    """Spark's own jars, to compile against: ``$SPARK_HOME/jars``, or those pip's pyspark ships."""
+    import pyspark
+
+    home = os.environ.get("SPARK_HOME")
+    return Path(home) / "jars" if home else Path(pyspark.__file__).parent / "jars"
+
+
 def udf_jar() -> Path | None:
     """The jar holding ``cl_variant_scale``, built if needed; None where no javac is installed."""
     import pyspark
-    from pyspark.find_spark_home import _find_spark_home
 
     key = hashlib.sha256(SOURCE.read_bytes() + pyspark.__version__.encode()).hexdigest()[:16]
     jar = _cache() / f"carelake-spark-{key}.jar"
@@ -51,7 +58,7 @@ def udf_jar() -> Path | None:
     jar.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=jar.parent) as tmp:
         classes = Path(tmp) / "classes"
-        classpath = str(Path(_find_spark_home()) / "jars" / "*")
+        classpath = str(_spark_jars() / "*")
         done = subprocess.run(
             [javac, "--release", "17", "-nowarn", "-cp", classpath, "-d", str(classes), str(SOURCE)],
             capture_output=True,
@@ -60,7 +67,10 @@ def udf_jar() -> Path | None:
         )
         if done.returncode != 0:
             first = (done.stderr.strip().splitlines() or ["javac failed"])[0]
-            raise EngineError(f"could not compile carelake's Spark function: {first}", hint=f"javac is {javac}")
+            raise EngineError(
+                f"could not compile carelake's Spark function: {first}",
+                hint=f"javac is {javac}: it must come with JDK 17 or newer (set JAVA_HOME to one)",
+            )
         built = Path(tmp) / "udf.jar"
         with zipfile.ZipFile(built, "w") as archive:
             for path in sorted(classes.rglob("*.class")):
