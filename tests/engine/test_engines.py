@@ -141,3 +141,11 @@ def test_a_spark_session_without_the_function_says_what_to_install(capfd: pytest
         assert "Exception" not in capfd.readouterr().err  # pyspark's log of the JVM stack trace is silenced
     finally:
         eng.spark.udf.registerJavaFunction(FUNCTION, CLASS, IntegerType())
+
+
+@pytest.mark.spark
+def test_spark_connect_without_its_client_libraries_says_what_to_install() -> None:
+    # `make test` installs carelake[spark], pyspark's classic client: Spark Connect's gRPC client is not there.
+    with pytest.raises(cl.EngineError, match="could not start Spark") as caught:
+        make_engine("spark", spark_remote="sc://127.0.0.1:1")
+    assert "pip install 'pyspark[connect]'" in (caught.value.hint or "")

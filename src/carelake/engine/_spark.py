@@ -65,10 +65,11 @@ def _start(master: str | None, remote: str | None) -> Any:
     try:
         session = builder.getOrCreate()
     except Exception as exc:  # py4j and the JVM raise many unrelated types here
-        raise EngineError(
-            f"could not start Spark: {str(exc).splitlines()[0]}",
-            hint="check Java 17+ and the --spark-master / --spark-remote URL",
-        ) from exc
+        first = str(exc).splitlines()[0]
+        hint = "check Java 17+ and the --spark-master / --spark-remote URL"
+        if remote and "PACKAGE_NOT_INSTALLED" in first:  # carelake[spark] installs the classic client only
+            hint = "Spark Connect needs pyspark's client libraries: pip install 'pyspark[connect]'"
+        raise EngineError(f"could not start Spark: {first}", hint=hint) from exc
     if not remote:
         session.sparkContext.setLogLevel("ERROR")
     _quiet_failed_queries()
