@@ -45,11 +45,10 @@ def _start(master: str | None, remote: str | None) -> Any:
     if remote is None and shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise EngineError("the Spark engine needs Java 17 or newer", hint="install a JDK (e.g. openjdk-17-jdk)")
     builder = SparkSession.builder.appName("carelake")
-    jar = None
+    jar = udf_jar()
     if remote:
         builder = builder.remote(remote)
     else:
-        jar = udf_jar()
         if jar is not None:
             builder = builder.config("spark.jars", str(jar))
         builder = (
@@ -74,10 +73,21 @@ def _start(master: str | None, remote: str | None) -> Any:
         session.sparkContext.setLogLevel("ERROR")
     _quiet_failed_queries()
     if jar is not None:
-        from pyspark.sql.types import IntegerType
-
-        session.udf.registerJavaFunction(FUNCTION, CLASS, IntegerType())
+        _add_function(session, jar, remote=remote is not None)
     return session
+
+
+def _add_function(session: Any, jar: Path, *, remote: bool) -> None:
+    """Register carelake's Java function; over Spark Connect, first send the jar to this session on the server."""
+    from pyspark.sql.types import IntegerType
+
+    try:
+        if remote:
+            session.addArtifacts(str(jar))
+        session.udf.registerJavaFunction(FUNCTION, CLASS, IntegerType())
+    except Exception:  # a server that refuses artifacts: only views that need the function fail, and say why
+        if not remote:
+            raise
 
 
 def _quiet_failed_queries() -> None:
@@ -146,6 +156,6 @@ def _failure(what: str, exc: Exception) -> QueryError:
         return QueryError(
             f"{what} failed on spark: lowBoundary()/highBoundary() of a number needs carelake's Java function, "
             "which this Spark session does not have",
-            hint="install a JDK (javac) where carelake starts Spark; a Spark Connect server does not get it",
+            hint="install a JDK (javac) where carelake runs: it compiles the function and adds it to the session",
         )
     return QueryError(f"{what} failed on spark: {first_line(exc)}")

@@ -3,8 +3,9 @@
 Spark's SQL cannot read the scale a JSON decimal was written with, and Python and SQL UDFs cannot run
 inside the lambdas compiled views use; a Java UDF can (see the Java file for why the scale matters).
 The jar is built on first use into a cache keyed by the source and the Spark version, so a Spark start
-pays javac (about 1.5 s) once per machine. Without javac (a JRE only) no jar is built: the engine still
-runs, and a query that needs the function fails with an error that says what to install.
+pays javac (about 1.5 s) once per machine. Over Spark Connect the jar is sent to the session as an artifact.
+Without javac (a JRE only) no jar is built: the engine still runs, and a query that needs the function fails
+with an error that says what to install.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def udf_jar() -> Path | None:
     if jar.is_file():
         return jar
     javac = _javac()
-    if javac is None:
+    if javac is None or not _spark_jars().is_dir():  # no JDK, or a Spark Connect client without Spark's jars
         return None
     jar.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=jar.parent) as tmp:
