@@ -66,7 +66,7 @@ def _start(master: str | None, remote: str | None) -> Any:
     except Exception as exc:  # py4j and the JVM raise many unrelated types here
         first = str(exc).splitlines()[0]
         hint = "check Java 17+ and the --spark-master / --spark-remote URL"
-        if remote and "PACKAGE_NOT_INSTALLED" in first:  # carelake[spark] installs the classic client only
+        if remote and "PACKAGE_NOT_INSTALLED" in first:  # pyspark installed without its Connect client
             hint = "Spark Connect needs pyspark's client libraries: pip install 'pyspark[connect]'"
         raise EngineError(f"could not start Spark: {first}", hint=hint) from exc
     if not remote:
