@@ -755,6 +755,10 @@ class TextScrubber:
         # on the text alone, so its spans are kept for short texts and reused.
         self._generic_cache: dict[str, list[tuple[int, int, str]]] = {}
         self._cache_size = cache_size
+        # A patient's record repeats its own strings (every vital sign's display and unit): their scrubbed form
+        # is kept while the same Known is passed, so each is scanned once per patient rather than once per use.
+        self._known_seen: Known | None = None
+        self._scrubbed: dict[tuple[str, bool], tuple[str, collections.Counter[str]]] = {}
 
     def scrub(
         self, text: str, known: Known | None = None, *, generic: bool = True
@@ -764,15 +768,22 @@ class TextScrubber:
         ``generic=False`` replaces only what the record knows (for terminology displays, which the generic
         recognisers would mangle but which could still quote a patient's name).
         """
-        found: collections.Counter[str] = collections.Counter()
-        pieces, position = [], 0
-        for start, end, category in self._spans(text, known, generic=generic):
-            pieces.append(text[position:start])
-            pieces.append("90+" if category == "AGE90" else f"[{category}]")
-            found[category] += 1
-            position = end
-        pieces.append(text[position:])
-        return "".join(pieces), found
+        if known is not self._known_seen or len(self._scrubbed) >= self._cache_size:
+            self._known_seen, self._scrubbed = known, {}
+        done = self._scrubbed.get((text, generic))
+        if done is None:
+            found: collections.Counter[str] = collections.Counter()
+            pieces, position = [], 0
+            for start, end, category in self._spans(text, known, generic=generic):
+                pieces.append(text[position:start])
+                pieces.append("90+" if category == "AGE90" else f"[{category}]")
+                found[category] += 1
+                position = end
+            pieces.append(text[position:])
+            done = "".join(pieces), found
+            if len(text) <= 1_000:
+                self._scrubbed[text, generic] = done
+        return done[0], collections.Counter(done[1])  # a copy: the caller may add to it
 
     def _spans(self, text: str, known: Known | None = None, *, generic: bool = True) -> list[tuple[int, int, str]]:
         """The merged ``(start, end, category)`` spans ``scrub`` replaces (for evaluation against labels)."""

@@ -15,6 +15,7 @@ import datetime as dt
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from carelake.fhir._model import members
@@ -94,11 +95,14 @@ class Deidentifier:
         self.conditional = conditional or {}
         self.geography = geography  # zip3, state or none: coarser when a k-anonymity plan asks
         self.counts: Counter[str] = Counter()
+        self._subject: Subject | None = None
+        self._shifted: dict[str, str | None] = {}  # the current subject's dates, as shifted
 
     # -- the resource ---------------------------------------------------------------------------------------------
     def resource(self, resource: dict[str, Any], subject: Subject) -> dict[str, Any]:
         """A de-identified copy of ``resource``; raises Quarantined when it cannot be made safe."""
-        self._subject = subject
+        if subject is not self._subject:
+            self._subject, self._shifted = subject, {}
         return self._resource(resource, contained=False)
 
     def _resource(self, resource: dict[str, Any], *, contained: bool) -> dict[str, Any]:
@@ -134,33 +138,35 @@ class Deidentifier:
                 "deid-modifier-extension",
                 "a modifierExtension changes the meaning of the resource in a way carelake cannot check",
             )
-        if name.startswith("_"):
-            self._count("extension", "removed")  # extensions on primitives: unknown by definition
-            return None
-        dropped = _DROPPED_ELEMENTS.get((owner, name))
-        if dropped:
-            self._count(dropped, "removed")
-            return None
-        member = members(owner).get(name)
-        if member is None:
-            self._count("unknown_element", "removed")
+        action, type_, detail = _plan(owner, name)
+        if action == _DROP:
+            self._count(detail, "removed")
             return None
         if isinstance(value, list):
-            kept = [v for v in (self._value(owner, name, member.type, item) for item in value) if v is not None]
+            if action == _KEEP:
+                kept = [v for v in value if v is not None]
+            else:
+                kept = [v for v in (self._value(action, type_, detail, item) for item in value) if v is not None]
             return kept or None
-        return self._value(owner, name, member.type, value)
+        return self._value(action, type_, detail, value)
 
-    def _value(self, owner: str, name: str, type_: str, value: Any) -> Any:
-        if type_[:1].islower():
-            return self._primitive(owner, name, type_, value)
+    def _value(self, action: int, type_: str, detail: Any, value: Any) -> Any:
+        if action == _KEEP:
+            return value
+        if action == _TEXT:
+            return self._text(value, generic=detail) if isinstance(value, str) else None
+        if action == _DATE:
+            return self._date(type_, value)
+        if action == _DROP_VALUE:
+            self._count(detail, "removed")
+            return None
         if not isinstance(value, dict):
             return None
-        handler = _HANDLERS.get(type_)
-        if handler is not None:
-            return handler(self, value)
-        if type_ == "Resource":
-            return self._resource(value, contained=True)
-        return self._complex(type_, value)
+        if action == _COMPLEX:
+            return self._complex(type_, value)
+        if action == _HANDLER:
+            return detail(self, value)
+        return self._resource(value, contained=True)
 
     def _complex(self, type_: str, value: dict[str, Any]) -> dict[str, Any] | None:
         out = {}
@@ -172,22 +178,6 @@ class Deidentifier:
             if new is not None:
                 out[name] = new
         return out or None
-
-    def _primitive(self, owner: str, name: str, type_: str, value: Any) -> Any:
-        if type_ in _KEPT_PRIMITIVES or type_ == "id":
-            return value
-        if type_ in _DATE_TYPES:
-            return self._date(type_, value)
-        if type_ in _TEXT_TYPES:
-            if not isinstance(value, str):
-                return None
-            return self._text(value, generic=(owner, name) not in _STRUCTURED_STRINGS)
-        if type_ == "url":
-            self._count("url", "removed")
-            return None
-        # base64Binary outside an Attachment, oid, uuid, xhtml: content or ids carelake cannot vouch for.
-        self._count("other_id" if type_ in ("oid", "uuid") else "binary", "removed")
-        return None
 
     def _text(self, text: str, *, generic: bool = True) -> str:
         # Terminology displays and units get only the record's own identifiers: generic recognisers would
@@ -214,7 +204,9 @@ class Deidentifier:
                 return None
             self._count("date", "generalised")
             return match.group(1)
-        shifted = shift_date(value, self._subject.shift_days)
+        shifted = self._shifted.get(value, False)
+        if shifted is False:  # a patient's record repeats its timestamps (every observation of an encounter)
+            shifted = self._shifted[value] = shift_date(value, self._subject.shift_days)
         self._count("date", "shifted" if shifted is not None else "removed")
         return shifted
 
@@ -377,6 +369,38 @@ _HANDLERS: dict[str, Any] = {
     "Age": Deidentifier._age,
     "Meta": Deidentifier._meta,
 }
+
+
+# What the walk does with a member, decided once per (type, member name): keep it, scrub it, shift it, drop it...
+_KEEP, _TEXT, _DATE, _DROP_VALUE, _COMPLEX, _HANDLER, _RESOURCE, _DROP = range(8)
+
+
+@cache
+def _plan(owner: str, name: str) -> tuple[int, str, Any]:
+    """(action, datatype, detail) for member ``name`` of type ``owner``; ``detail`` is what the action needs."""
+    if name.startswith("_"):
+        return _DROP, "", "extension"  # extensions on primitives: unknown by definition
+    dropped = _DROPPED_ELEMENTS.get((owner, name))
+    if dropped:
+        return _DROP, "", dropped
+    member = members(owner).get(name)
+    if member is None:
+        return _DROP, "", "unknown_element"
+    type_ = member.type
+    if member.primitive:
+        if type_ in _KEPT_PRIMITIVES or type_ == "id":
+            return _KEEP, type_, None
+        if type_ in _DATE_TYPES:
+            return _DATE, type_, None
+        if type_ in _TEXT_TYPES:
+            # Terminology displays and units get only the record's own identifiers (generic=False).
+            return _TEXT, type_, (owner, name) not in _STRUCTURED_STRINGS
+        # url, and base64Binary outside an Attachment, oid, uuid, xhtml: content or ids carelake cannot vouch for.
+        return _DROP_VALUE, type_, "url" if type_ == "url" else "other_id" if type_ in ("oid", "uuid") else "binary"
+    handler = _HANDLERS.get(type_)
+    if handler is not None:
+        return _HANDLER, type_, handler
+    return (_RESOURCE, type_, None) if type_ == "Resource" else (_COMPLEX, type_, None)
 
 
 def identifier_category(identifier: Any) -> str:
