@@ -1,6 +1,6 @@
 """Scale ladder: the whole pipeline at growing population sizes, stage by stage, beside its peers.
 
-``python bench/scale.py [--patients 1000 3000 10000] [--spark-up-to 1000]``
+``python bench/scale.py [--patients 1000 10000 100000] [--spark-up-to 1000] [--resume]``
 
 For each size, a synthetic population is generated and taken through every stage the demo runs — ingest,
 standard views, quality, patient matching, de-identification, cohorts and features, model training and
@@ -22,6 +22,7 @@ import math
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ from _measure import measure
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SEED = 7
+# Peak disk of a rung per patient (input NDJSON, the lake with its raw copy, de-identification's work, DuckDB's
+# spill), measured at 100,000 patients, with a margin.
+DISK_MB_PER_PATIENT = 0.8
 
 _PRELUDE = """
 import json, sys, time
@@ -219,42 +223,113 @@ def cold_start(repeat: int = 5) -> dict[str, float]:
     return result
 
 
-def ladder(sizes: list[int], spark_up_to: int, out: Path) -> dict[str, Any]:
+class DiskPeak:
+    """The most disk the file system holding ``folder`` had in use while the block ran, above what it started with.
+
+    Sampled every second from a thread; what other processes write at the same time is counted too, so read it
+    on a quiet machine."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.peak_mb, self._stop = folder, 0.0, threading.Event()
+
+    def __enter__(self) -> DiskPeak:
+        self._start = shutil.disk_usage(self.folder).used
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(1.0):
+            self.peak_mb = max(self.peak_mb, (shutil.disk_usage(self.folder).used - self._start) / 1e6)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def check_disk(sizes: list[int], out: Path) -> None:
+    """Stop before starting when the largest rung cannot fit: a full disk would end the ladder hours in."""
+    need_gb = max(sizes) * DISK_MB_PER_PATIENT / 1000
+    free_gb = shutil.disk_usage(out).free / 1e9
+    if need_gb > free_gb:
+        raise SystemExit(
+            f"{max(sizes):,} patients need about {need_gb:,.0f} GB of free disk under {out}; {free_gb:,.0f} GB are "
+            "free. Free some, pass --out on a larger disk, or leave the largest size out of --patients."
+        )
+
+
+def ladder(sizes: list[int], spark_up_to: int, out: Path, *, resume: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {
         "measured": time.strftime("%Y-%m-%d"),
         "sizes": {},
         "peers": {stage: label for stage, (label, _) in PEERS.items()},
     }
     for patients in sizes:
-        root = out / f"scale-{patients}"
+        results["sizes"][str(patients)] = rung(patients, spark_up_to, out, resume=resume)
+    return results
+
+
+def rung(patients: int, spark_up_to: int, out: Path, *, resume: bool = False) -> dict[str, Any]:
+    """One size through every stage. Its figures are saved after each stage: the top of the ladder runs for
+    hours, and ``--resume`` carries on from the first stage not yet measured (or reuses a finished size)."""
+    root = out / f"scale-{patients}"
+    partial, finished = out / f"scale-{patients}.partial.json", out / f"scale-{patients}.json"
+    if resume and finished.exists():
+        print(f"{patients:>9,} patients: measured before, {finished} reused", flush=True)
+        return json.loads(finished.read_text(encoding="utf-8"))
+    figures: dict[str, Any] = {}
+    if resume and partial.exists() and root.exists():
+        figures = json.loads(partial.read_text(encoding="utf-8"))
+        print(f"{patients:>9,} patients: resuming after {', '.join(s for s in STAGES if s in figures)}", flush=True)
+    else:
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
-        figures: dict[str, Any] = {}
+    with DiskPeak(root) as disk:
         for stage, code in STAGES.items():
-            figures[stage] = run_stage(code, root, patients)
-            _print(patients, stage, figures[stage])
-            if stage in PEERS:
-                label, peer_code = PEERS[stage]
-                figures[stage]["peer"] = run_stage(peer_code, root, patients)
-                _print(patients, f"  peer: {label}", figures[stage]["peer"])
-            if stage in SPARK_STAGES and patients <= spark_up_to:
-                figures[stage]["spark"] = run_stage(code, root, patients, engine="spark")
-                _print(patients, f"  {stage} on Spark (local[2])", figures[stage]["spark"])
-        figures["total_seconds"] = round(sum(f["seconds"] for f in figures.values() if isinstance(f, dict)), 1)
-        figures["new_day"] = run_stage(NEW_DAY, root, patients)
-        print(
-            f"{patients:>9,} a new day ({figures['new_day']['n']:,} resources): "
-            + ", ".join(
-                f"{stage} {t:.1f} s ({t / figures[stage]['seconds']:.2f}× full)"
-                for stage, t in figures["new_day"]["stages"].items()
-            ),
-            flush=True,
-        )
-        figures["input_mb"] = round(figures["generate"]["mb"])
-        results["sizes"][str(patients)] = figures
-        shutil.rmtree(root)  # tens of GB at the top of the ladder
-        print(f"{patients:>9,} patients: whole pipeline {figures['total_seconds']:,.0f} s", flush=True)
-    return results
+            if stage in figures:
+                continue
+            try:
+                measured = run_stage(code, root, patients)
+                _print(patients, stage, measured)
+                if stage in PEERS:
+                    label, peer_code = PEERS[stage]
+                    measured["peer"] = run_stage(peer_code, root, patients)
+                    _print(patients, f"  peer: {label}", measured["peer"])
+                    shutil.rmtree(root / f"peer-{stage}", ignore_errors=True)  # its output is not read again
+                if stage in SPARK_STAGES and patients <= spark_up_to:
+                    measured["spark"] = run_stage(code, root, patients, engine="spark")
+                    _print(patients, f"  {stage} on Spark (local[2])", measured["spark"])
+            except SystemExit as failure:
+                raise SystemExit(
+                    f"{failure}\n\n{patients:,} patients: the {stage} stage failed. The figures measured so far are "
+                    f"in {partial}; once the cause is fixed, run again with --resume to carry on from {stage}."
+                ) from None
+            if stage == "ingest":  # the lake keeps its own raw copy; no later stage reads the export again
+                for export in (root / "fhir").glob("*.ndjson"):
+                    export.unlink()
+            figures[stage] = measured
+            figures["disk_peak_mb"] = max(round(disk.peak_mb), figures.get("disk_peak_mb", 0))
+            partial.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    figures["total_seconds"] = round(sum(figures[stage]["seconds"] for stage in STAGES), 1)
+    figures["new_day"] = run_stage(NEW_DAY, root, patients)
+    print(
+        f"{patients:>9,} a new day ({figures['new_day']['n']:,} resources): "
+        + ", ".join(
+            f"{stage} {t:.1f} s ({t / figures[stage]['seconds']:.2f}× full)"
+            for stage, t in figures["new_day"]["stages"].items()
+        ),
+        flush=True,
+    )
+    figures["input_mb"] = round(figures["generate"]["mb"])
+    finished.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    partial.unlink(missing_ok=True)
+    shutil.rmtree(root)  # tens of GB at the top of the ladder
+    print(
+        f"{patients:>9,} patients: whole pipeline {figures['total_seconds']:,.0f} s, "
+        f"disk at most {figures['disk_peak_mb'] / 1000:,.1f} GB",
+        flush=True,
+    )
+    return figures
 
 
 def _print(patients: int, stage: str, f: dict[str, Any]) -> None:
@@ -276,9 +351,9 @@ def slope(points: list[tuple[int, float]]) -> float | None:
 
 
 def projected(sizes: list[str], seconds: list[float], target: int = 1_000_000) -> float:
-    """Seconds at ``target`` patients, from the largest size measured and the growth exponent (at least 1:
-    the small sizes' fixed costs make exponents below 1 that large sizes do not keep)."""
-    b = slope([(int(n), t) for n, t in zip(sizes, seconds, strict=True)]) or 1.0
+    """Seconds at ``target`` patients, from the largest size measured and the growth exponent between the two
+    largest sizes (at least 1: the small sizes' fixed costs make exponents below 1 that large sizes do not keep)."""
+    b = slope([(int(n), t) for n, t in zip(sizes[-2:], seconds[-2:], strict=True)]) or 1.0
     return seconds[-1] * (target / int(sizes[-1])) ** max(b, 1.0)
 
 
@@ -294,7 +369,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "| stage | "
         + " | ".join(f"{int(s):,} patients" for s in sizes)
-        + " | growth exponent | 1 M patients, projected |",
+        + f" | growth exponent, {int(sizes[-2]):,}→{int(sizes[-1]):,} | 1 M patients, projected |"
+        if len(sizes) > 1
+        else " | growth exponent | 1 M patients, projected |",
         "|---|" + "---:|" * len(sizes) + "---:|---:|",
     ]
     for stage in STAGES:
@@ -303,7 +380,7 @@ def markdown(results: dict[str, Any]) -> str:
             f = results["sizes"][s][stage]
             cells.append(f"{f['seconds']:,.1f} s · {f['per_s']:,.0f} {f['units']}/s · {f['peak_rss_mib']:,} MiB")
         seconds = [results["sizes"][s][stage]["seconds"] for s in sizes]
-        b = slope([(int(s), t) for s, t in zip(sizes, seconds, strict=True)])
+        b = slope([(int(s), t) for s, t in zip(sizes[-2:], seconds[-2:], strict=True)])
         at_million = _duration(projected(sizes, seconds))
         lines.append(f"| {stage} | " + " | ".join(cells) + f" | {'' if b is None else f'{b:.2f}'} | {at_million} |")
         for key, label in (("peer", f"↳ peer: {results['peers'].get(stage)}"), ("spark", "↳ on Spark local[2]")):
@@ -320,12 +397,19 @@ def markdown(results: dict[str, Any]) -> str:
                     )
                 lines.append(f"| {label} | " + " | ".join(row) + " | | |")
     total = " | ".join(f"**{results['sizes'][s]['total_seconds']:,.0f} s**" for s in sizes)
-    b = slope([(int(s), results["sizes"][s]["total_seconds"]) for s in sizes])
+    b = slope([(int(s), results["sizes"][s]["total_seconds"]) for s in sizes[-2:]])
     whole = sum(projected(sizes, [results["sizes"][s][stage]["seconds"] for s in sizes]) for stage in STAGES)
     lines.append(f"| **whole pipeline** | {total} | {'' if b is None else f'{b:.2f}'} | **{_duration(whole)}** |")
     mb = [results["sizes"][s]["input_mb"] for s in sizes]
     million_gb = mb[-1] * 1_000_000 / int(sizes[-1]) / 1000
     lines.append("| input NDJSON | " + " | ".join(f"{m:,} MB" for m in mb) + f" | | {million_gb:,.0f} GB |")
+    if all("disk_peak_mb" in results["sizes"][s] for s in sizes):
+        disk = [results["sizes"][s]["disk_peak_mb"] for s in sizes]
+        lines.append(
+            "| peak disk in use | "
+            + " | ".join(f"{d / 1000:,.1f} GB" for d in disk)
+            + f" | | {disk[-1] * 1_000_000 / int(sizes[-1]) / 1e6:,.0f} GB |"
+        )
     if all("precision" in results["sizes"][s]["match"] for s in sizes):
         lines += [
             "",
@@ -387,18 +471,23 @@ def charts(results: dict[str, Any], folder: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, nargs="+", default=[1000, 3000, 10000])
+    parser.add_argument("--patients", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--spark-up-to", type=int, default=1000, help="largest size also run on Spark")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--no-docs", action="store_true", help="print and save figures, leave docs/ alone")
     parser.add_argument("--report", action="store_true", help="only rewrite docs and charts from the last scale.json")
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse sizes already measured and carry on a size from where it stopped"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     saved = args.out / "scale.json"
     if args.report:
         results = json.loads(saved.read_text(encoding="utf-8"))
     else:
-        results = ladder(sorted(args.patients), args.spark_up_to, args.out)
+        if not args.resume:  # a resumed size already holds its disk
+            check_disk(args.patients, args.out)
+        results = ladder(sorted(args.patients), args.spark_up_to, args.out, resume=args.resume)
         results["cold"] = cold_start()
         print("cold start:", results["cold"], flush=True)
         saved.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")

@@ -39,11 +39,15 @@ EXAMPLES = 5
 VIOLATIONS_PER_CHECK = 100_000  # record locators kept per failing check (the count is always exact)
 # Relations a run computes once, for the query checks whose records read them. References are resolved by a
 # bronze view that joins every identifier and every resource: read once, not once per referring resource type.
+# Only the current versions' references count. Every reference row belongs to a stored resource (ingestion
+# writes both together), so "current" is "not superseded": an anti-join with the small superseded table,
+# rather than a join with every current resource (which ran out of memory at 100,000 patients).
 PREPARED = {
     "quality_reference_targets": """
 SELECT t.resource_type, t.id, t.resolved
 FROM fhir_reference_targets t
-JOIN resources r ON r.resource_type = t.resource_type AND r.id = t.id AND r.version = t.version""",
+WHERE NOT EXISTS (SELECT 1 FROM fhir_superseded s
+                  WHERE s.resource_type = t.resource_type AND s.id = t.id AND s.version = t.version)""",
 }
 
 
