@@ -9,6 +9,7 @@ cohort's outcome label come along, so the table is what a model trains on.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from contextlib import closing
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from carelake.lake import Lake
 
 STAGE = "features-build"
+INDEX_EVENTS_PER_PART = 25_000  # index events computed in one query (see _patient_ranges)
 DEFAULT = Path(__file__).with_name("default.yaml")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 _ICD10 = SYSTEMS["icd10cm"]
@@ -226,11 +228,16 @@ def build_features(
             )
             runs = sorted(r["run_id"] for r in eng.query("SELECT DISTINCT run_id FROM fhir_resources").to_pylist())
             if previous is None:
-                eng.create_view("cl_feature_index", "SELECT * FROM cl_feature_cohort")
+                eng.create_view("cl_feature_todo", "SELECT * FROM cl_feature_cohort")
             else:
                 sql = _incremental(eng, sql, previous, [r for r in runs if r not in previous["resource_runs"]])
-            computed = eng.query("SELECT count(*) AS n FROM cl_feature_index").column("n")[0].as_py()
-            files = eng.write_parquet(sql, tx.staging / "features")
+            computed = eng.query("SELECT count(*) AS n FROM cl_feature_todo").column("n")[0].as_py()
+            files = []
+            for part, where in enumerate(_patient_ranges(eng)):
+                eng.create_view("cl_feature_index", f"SELECT * FROM cl_feature_todo WHERE {where}")
+                if previous is not None:
+                    eng.create_view("cl_feature_kept", f"SELECT * FROM cl_feature_kept_all WHERE {where}")
+                files += eng.write_parquet(sql, tx.staging / "features" / f"part-{part:05d}")
         rows = sum(pq.read_metadata(f).num_rows for f in files)
         tx.replace(table, layer="gold", files=files, rows=rows)
         names = pq.read_schema(files[0]).names if files else []
@@ -277,7 +284,7 @@ def _previous_build(lake: Lake, table: str, definition_print: str) -> dict[str, 
 
 
 def _incremental(eng: Any, sql: str, previous: dict[str, Any], new_runs: list[str]) -> str:
-    """Set ``cl_feature_index`` to the index events to compute; return the query that adds the kept rows.
+    """Set ``cl_feature_todo`` to the index events to compute; return the query that adds the kept rows.
 
     A patient changed when a resource that is, or was, theirs arrived in a run the last build did not see:
     a new resource, or a new version (of a resource that may have moved to another patient).
@@ -296,20 +303,46 @@ def _incremental(eng: Any, sql: str, previous: dict[str, Any], new_runs: list[st
     names = eng.query("SELECT * FROM cl_feature_previous LIMIT 0").schema.names
     picked = ", ".join("c.outcome" if n == "outcome" else f"p.{n}" for n in names)
     eng.create_view(
-        "cl_feature_kept",
+        "cl_feature_kept_all",
         f"""SELECT {picked} FROM cl_feature_previous p
             JOIN cl_feature_cohort c
               ON c.index_event_id = p.index_event_id AND c.patient_id = p.patient_id AND c.index_time = p.index_time
             WHERE p.patient_id NOT IN (SELECT patient_id FROM cl_feature_changed)""",
     )
     eng.create_view(
-        "cl_feature_index",
+        "cl_feature_todo",
         """SELECT c.* FROM cl_feature_cohort c
-           WHERE c.index_event_id NOT IN (SELECT index_event_id FROM cl_feature_kept)""",
+           WHERE c.index_event_id NOT IN (SELECT index_event_id FROM cl_feature_kept_all)""",
     )
     return f"""
         SELECT * FROM (SELECT * FROM ({sql}) AS computed UNION ALL SELECT * FROM cl_feature_kept) AS features
         ORDER BY patient_id, index_time, index_event_id"""
+
+
+def _patient_ranges(eng: Any, per_part: int | None = None) -> list[str]:
+    """Conditions on ``patient_id`` that split the cohort into consecutive ranges of about ``per_part`` index events.
+
+    Each index event's features come from its own patient's events, so the ranges are built one at a time and
+    their files, in range order, are the table sorted as one query would sort it. One query over every index
+    event joins each to all its patient's history and holds every group's aggregates at once: at 100,000
+    patients that ran out of DuckDB's 1 GB; a range at a time stays within it at any population size."""
+    per_part = per_part or INDEX_EVENTS_PER_PART
+    counts = eng.query(
+        "SELECT patient_id, count(*) AS n FROM cl_feature_cohort WHERE patient_id IS NOT NULL "
+        "GROUP BY patient_id ORDER BY patient_id"
+    ).to_pylist()
+    bounds, size = [], 0
+    for row in counts:
+        if size >= per_part:
+            bounds.append(row["patient_id"])
+            size = 0
+        size += row["n"]
+    if not bounds:
+        return ["TRUE"]
+    literals = [sql_literal(b) for b in bounds]
+    ranges = [f"patient_id < {literals[0]}"]
+    ranges += [f"patient_id >= {lo} AND patient_id < {hi}" for lo, hi in itertools.pairwise(literals)]
+    return [*ranges, f"(patient_id >= {literals[-1]} OR patient_id IS NULL)"]
 
 
 def _columns(spec: dict[str, Any]) -> list[str]:
