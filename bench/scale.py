@@ -34,8 +34,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SEED = 7
 # Peak disk of a rung per patient (input NDJSON, the lake with its raw copy, de-identification's work, DuckDB's
-# spill), measured at 100,000 patients, with a margin.
-DISK_MB_PER_PATIENT = 0.8
+# spill), measured at 100,000 patients (66 GB, at de-identification), with a margin.
+DISK_MB_PER_PATIENT = 0.7
 
 _PRELUDE = """
 import json, sys, time

@@ -337,10 +337,16 @@ class _Clock:
 
 def _reference_counts(eng: Engine) -> dict[str, int]:
     """How many of this run's new references resolve, counting targets already in the lake or in this run."""
+    # The run's distinct targets are looked up among all resources, not all resources de-duplicated first: that
+    # set holds every resource in the lake and ran out of DuckDB's 1 GB at 100,000 patients.
     base = f"""
         WITH refs AS (SELECT * FROM new_{REFERENCES_TABLE}),
-        all_keys AS (SELECT resource_type, id FROM {RESOURCES_TABLE}
-                     UNION SELECT resource_type, id FROM new_{RESOURCES_TABLE}),
+        targets AS (SELECT DISTINCT target_type, target_id FROM refs WHERE kind IN ('literal', 'absolute')),
+        found AS (
+            SELECT DISTINCT t.target_type, t.target_id FROM targets t
+            JOIN (SELECT resource_type, id FROM {RESOURCES_TABLE}
+                  UNION ALL SELECT resource_type, id FROM new_{RESOURCES_TABLE}) k
+              ON k.resource_type = t.target_type AND k.id = t.target_id),
         all_idents AS (SELECT resource_type, system, value FROM {IDENTIFIERS_TABLE}
                        UNION SELECT resource_type, system, value FROM new_{IDENTIFIERS_TABLE})
     """
@@ -351,7 +357,7 @@ def _reference_counts(eng: Engine) -> dict[str, int]:
           (SELECT count(*) FROM refs) AS total,
           (SELECT count(*) FROM refs WHERE kind = 'conditional') AS conditional,
           (SELECT count(*) FROM refs r WHERE r.kind IN ('literal', 'absolute') AND NOT EXISTS (
-              SELECT 1 FROM all_keys k WHERE k.resource_type = r.target_type AND k.id = r.target_id))
+              SELECT 1 FROM found f WHERE f.target_type = r.target_type AND f.target_id = r.target_id))
             AS unresolved_literal,
           (SELECT count(*) FROM refs r WHERE r.kind = 'conditional' AND NOT EXISTS (
               SELECT 1 FROM all_idents m WHERE m.resource_type = r.target_type AND m.value = r.identifier_value
