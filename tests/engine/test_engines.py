@@ -77,7 +77,7 @@ def test_carelake_json_functions_agree(engine: str, tmp_path: Path) -> None:
     assert rows[2]["idents"] is None
 
 
-def test_a_write_beyond_the_memory_limit_is_retried_then_a_clear_error(tmp_path: Path) -> None:
+def test_a_statement_beyond_the_memory_limit_is_retried_then_a_clear_error(tmp_path: Path) -> None:
     from carelake.engine._duckdb import DuckDBEngine
 
     eng = DuckDBEngine(threads=2, memory_limit="64MB")
@@ -88,6 +88,9 @@ def test_a_write_beyond_the_memory_limit_is_retried_then_a_clear_error(tmp_path:
             eng.write_parquet(big, tmp_path / "big")
         assert list((tmp_path / "big").iterdir()) == []  # no partial file is left behind
         assert eng.query("SELECT current_setting('threads') AS t").column("t")[0].as_py() == 2  # restored
+        with pytest.raises(QueryError, match="Out of Memory"):  # a query is retried on one thread the same way
+            eng.query(big)
+        assert eng.query("SELECT current_setting('threads') AS t").column("t")[0].as_py() == 2
         small = eng.write_parquet("SELECT 1 AS x", tmp_path / "small")
         assert eng.query(f"SELECT * FROM '{small[0]}'").column("x").to_pylist() == [1]
     finally:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from carelake.engine._base import first_line
 from carelake.engine._functions import duckdb_macros
 from carelake.errors import QueryError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -64,6 +66,9 @@ class DuckDBEngine:
         self._run(f"CREATE OR REPLACE VIEW {_quote(name)} AS {sql}")
 
     def query(self, sql: str) -> pa.Table:
+        return self._one_thread_if_out_of_memory(lambda: self._query(sql), "query")
+
+    def _query(self, sql: str) -> pa.Table:
         try:
             return self.connection.sql(sql).to_arrow_table()
         except self._duckdb.Error as exc:
@@ -73,25 +78,32 @@ class DuckDBEngine:
         directory.mkdir(parents=True, exist_ok=False)
         target = directory / "part-0.parquet"
         statement = f"COPY ({sql}) TO {_literal(str(target))} ({WRITE_OPTIONS})"
+        self._one_thread_if_out_of_memory(
+            lambda: self._run(statement), "write", undo=lambda: target.unlink(missing_ok=True)
+        )
+        return [target]
+
+    def _one_thread_if_out_of_memory(self, action: Callable[[], T], what: str, undo: Callable[[], object] = bool) -> T:
+        """Run ``action``, and once more on one thread if DuckDB ran out of its memory limit.
+
+        Every thread keeps its own batches in flight, and some operators (JSON, lists) cannot spill: one thread
+        needs about half the memory of two. Slower, but the statement completes within the limit."""
         try:
-            self._run(statement)
+            return action()
         except QueryError as exc:
-            target.unlink(missing_ok=True)
+            undo()
             if not isinstance(exc.__cause__, self._duckdb.OutOfMemoryException):
                 raise
-            # Every thread keeps its own batches in flight, and some operators (JSON, lists) cannot spill: one
-            # thread needs about half the memory of two. Slower, but the write completes within the limit.
-            threads = self.connection.execute("SELECT current_setting('threads')").fetchone()[0]  # type: ignore[index]
-            log.warning("DuckDB ran out of its memory limit on a write; retrying it on one thread")
-            self._run("SET threads = 1")
-            try:
-                self._run(statement)
-            except QueryError:
-                target.unlink(missing_ok=True)
-                raise
-            finally:
-                self._run(f"SET threads = {int(threads)}")
-        return [target]
+        threads = self.connection.execute("SELECT current_setting('threads')").fetchone()[0]  # type: ignore[index]
+        log.warning("DuckDB ran out of its memory limit on a %s; retrying it on one thread", what)
+        self._run("SET threads = 1")
+        try:
+            return action()
+        except QueryError:
+            undo()
+            raise
+        finally:
+            self._run(f"SET threads = {int(threads)}")
 
     def close(self) -> None:
         self.connection.close()
