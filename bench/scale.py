@@ -408,7 +408,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             "| peak disk in use | "
             + " | ".join(f"{d / 1000:,.1f} GB" for d in disk)
-            + f" | | {disk[-1] * 1_000_000 / int(sizes[-1]) / 1e6:,.0f} GB |"
+            + f" | | {disk[-1] * 1_000_000 / int(sizes[-1]) / 1000:,.0f} GB |"
         )
     if all("precision" in results["sizes"][s]["match"] for s in sizes):
         lines += [

@@ -233,7 +233,12 @@ def build_features(
                 sql = _incremental(eng, sql, previous, [r for r in runs if r not in previous["resource_runs"]])
             computed = eng.query("SELECT count(*) AS n FROM cl_feature_todo").column("n")[0].as_py()
             files = []
-            for part, where in enumerate(_patient_ranges(eng)):
+            ranges = _patient_ranges(eng)
+            shared = ("cl_feature_kept_all", "cl_feature_todo") if previous is not None else ("cl_feature_todo",)
+            if len(ranges) > 1:  # every range reads these: computed once here, not once per range
+                for name in shared:
+                    eng.register_parquet(name, eng.write_parquet(f"SELECT * FROM {name}", tx.staging / name))
+            for part, where in enumerate(ranges):
                 eng.create_view("cl_feature_index", f"SELECT * FROM cl_feature_todo WHERE {where}")
                 if previous is not None:
                     eng.create_view("cl_feature_kept", f"SELECT * FROM cl_feature_kept_all WHERE {where}")
