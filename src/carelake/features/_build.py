@@ -231,13 +231,13 @@ def build_features(
                 eng.create_view("cl_feature_todo", "SELECT * FROM cl_feature_cohort")
             else:
                 sql = _incremental(eng, sql, previous, [r for r in runs if r not in previous["resource_runs"]])
+            ranges = _patient_ranges(eng)
+            if len(ranges) > 1:  # every range reads these: computed once here, not once per range
+                kept = ["cl_feature_kept_all"] if previous is not None else []
+                for name in [*kept, "cl_feature_todo"]:  # the rows to keep first: the ones to compute read them
+                    eng.register_parquet(name, eng.write_parquet(f"SELECT * FROM {name}", tx.staging / name))
             computed = eng.query("SELECT count(*) AS n FROM cl_feature_todo").column("n")[0].as_py()
             files = []
-            ranges = _patient_ranges(eng)
-            shared = ("cl_feature_kept_all", "cl_feature_todo") if previous is not None else ("cl_feature_todo",)
-            if len(ranges) > 1:  # every range reads these: computed once here, not once per range
-                for name in shared:
-                    eng.register_parquet(name, eng.write_parquet(f"SELECT * FROM {name}", tx.staging / name))
             for part, where in enumerate(ranges):
                 eng.create_view("cl_feature_index", f"SELECT * FROM cl_feature_todo WHERE {where}")
                 if previous is not None:
@@ -324,21 +324,21 @@ def _incremental(eng: Any, sql: str, previous: dict[str, Any], new_runs: list[st
         ORDER BY patient_id, index_time, index_event_id"""
 
 
-def _patient_ranges(eng: Any, per_part: int | None = None) -> list[str]:
-    """Conditions on ``patient_id`` that split the cohort into consecutive ranges of about ``per_part`` index events.
+def _patient_ranges(eng: Any) -> list[str]:
+    """Conditions on ``patient_id`` that split the cohort into consecutive ranges of about ``INDEX_EVENTS_PER_PART``
+    index events.
 
     Each index event's features come from its own patient's events, so the ranges are built one at a time and
     their files, in range order, are the table sorted as one query would sort it. One query over every index
     event joins each to all its patient's history and holds every group's aggregates at once: at 100,000
     patients that ran out of DuckDB's 1 GB; a range at a time stays within it at any population size."""
-    per_part = per_part or INDEX_EVENTS_PER_PART
     counts = eng.query(
         "SELECT patient_id, count(*) AS n FROM cl_feature_cohort WHERE patient_id IS NOT NULL "
         "GROUP BY patient_id ORDER BY patient_id"
     ).to_pylist()
     bounds, size = [], 0
     for row in counts:
-        if size >= per_part:
+        if size >= INDEX_EVENTS_PER_PART:
             bounds.append(row["patient_id"])
             size = 0
         size += row["n"]
