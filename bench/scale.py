@@ -224,7 +224,8 @@ def cold_start(repeat: int = 5) -> dict[str, float]:
 
 
 class DiskPeak:
-    """The most disk the file system holding ``folder`` had in use while the block ran, above what it started with.
+    """The most disk the file system holding ``folder`` had in use while the block ran, above what it held before
+    ``folder``'s contents.
 
     Sampled every second from a thread; what other processes write at the same time is counted too, so read it
     on a quiet machine."""
@@ -233,7 +234,9 @@ class DiskPeak:
         self.folder, self.peak_mb, self._stop = folder, 0.0, threading.Event()
 
     def __enter__(self) -> DiskPeak:
-        self._start = shutil.disk_usage(self.folder).used
+        # What the folder already holds counts as in use: a resumed size starts with its lake on disk.
+        held = sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
+        self._start = shutil.disk_usage(self.folder).used - held
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
