@@ -58,3 +58,26 @@ def test_duckdb_and_spark_build_equal_tables(case: str, testdata: Path, tmp_path
     query = "SELECT resource_type, count(*) AS n FROM resources GROUP BY 1 ORDER BY 1"
     lake = cl.open_lake(tmp_path / "duckdb")
     assert lake.sql(query).to_pylist() == lake.sql(query, engine="spark").to_pylist()
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_writing_bronze_in_ranges_of_records_builds_the_same_tables(
+    engine: str, testdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carelake.sources.fhir import _ingest
+
+    runs = [[testdata / "synthea-fhir-r4/bulk-ndjson-10-patients"], _versions_and_bad_lines(tmp_path)[-1]]
+    summaries = {}
+    for name, per_write in (("whole", _ingest.RECORDS_PER_WRITE), ("ranges", 2500)):
+        monkeypatch.setattr(_ingest, "RECORDS_PER_WRITE", per_write)
+        lake = tmp_path / name
+        summaries[name] = [cl.ingest_fhir(paths, lake=lake, engine=engine).to_dict() for paths in runs]
+    files = {name: cl.open_lake(tmp_path / name).files("fhir_resources") for name in summaries}
+    assert len(files["ranges"]) == len(files["whole"]) + 2  # the first run's 6,069 records: three ranges, not one
+    keys = ("read", "stored", "duplicates", "new_versions", "quarantined", "by_type", "references")
+    counts = {name: [{k: s[k] for k in keys} for s in runs] for name, runs in summaries.items()}
+    assert counts["whole"] == counts["ranges"]
+    whole, ranges = snapshot(tmp_path / "whole"), snapshot(tmp_path / "ranges")
+    assert whole.keys() == ranges.keys()
+    for name in whole:
+        assert whole[name].equals(ranges[name]), name
