@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 STAGE = "features-build"
 INDEX_EVENTS_PER_PART = 25_000  # index events computed in one query (see _patient_ranges)
+SORT_EVENTS_ABOVE_RANGES = 8  # beyond this many ranges, the events are sorted by patient once (_events_by_patient)
 DEFAULT = Path(__file__).with_name("default.yaml")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 _ICD10 = SYSTEMS["icd10cm"]
@@ -88,7 +89,10 @@ def load_spec(spec: str | Path | dict[str, Any] | None = None) -> dict[str, Any]
 
 
 def feature_sql(cohort_table: str, spec: dict[str, Any]) -> str:
-    """The query that computes the features of every index event of ``cohort_table`` (DuckDB dialect)."""
+    """The query that computes the features of the index events ``cl_feature_index`` of ``cohort_table``.
+
+    It reads their patients' events from ``cl_feature_events`` (``cl_events``, or the part of it that holds those
+    patients). DuckDB dialect."""
     # Counts are of events: a count without a code system reads each event's primary row only (an encounter has
     # a class row and a type row in cl_events), so plain sums suffice. ``distinct: code`` counts different codes
     # (how many different medications), deduplicated by a plain aggregation per (index event, code) over the
@@ -146,7 +150,7 @@ def feature_sql(cohort_table: str, spec: dict[str, Any]) -> str:
     joined = """
             SELECT i2.index_event_id, e.event_id, e.domain, e.system, e.code, e.value, e.start_time, e.is_primary,
                    date_diff('day', CAST(e.start_time AS DATE), CAST(i2.index_time AS DATE)) AS days_before
-            FROM cl_feature_index i2 JOIN cl_events e ON e.patient_id = i2.patient_id
+            FROM cl_feature_index i2 JOIN cl_feature_events e ON e.patient_id = i2.patient_id
             WHERE e.start_time <= i2.index_time AND e.event_id <> i2.index_event_id"""
     select = [f"coalesce({c.rsplit(' AS ', 1)[0]}, 0) AS {c.rsplit(' AS ', 1)[1]}" for c in sums] + select
     aggregated = f"""
@@ -232,14 +236,19 @@ def build_features(
             else:
                 sql = _incremental(eng, sql, previous, [r for r in runs if r not in previous["resource_runs"]])
             ranges = _patient_ranges(eng)
+            events = "SELECT * FROM cl_events"  # DuckDB reads only the range's patients, by the join's key bounds
             if len(ranges) > 1:  # every range reads these: computed once here, not once per range
                 kept = ["cl_feature_kept_all"] if previous is not None else []
                 for name in [*kept, "cl_feature_todo"]:  # the rows to keep first: the ones to compute read them
                     eng.register_parquet(name, eng.write_parquet(f"SELECT * FROM {name}", tx.staging / name))
+                if len(ranges) > SORT_EVENTS_ABOVE_RANGES:
+                    events = "SELECT * FROM cl_feature_events_sorted WHERE {where}"
+                    _events_by_patient(eng, tx.staging)
             computed = eng.query("SELECT count(*) AS n FROM cl_feature_todo").column("n")[0].as_py()
             files = []
             for part, where in enumerate(ranges):
                 eng.create_view("cl_feature_index", f"SELECT * FROM cl_feature_todo WHERE {where}")
+                eng.create_view("cl_feature_events", events.format(where=where))
                 if previous is not None:
                     eng.create_view("cl_feature_kept", f"SELECT * FROM cl_feature_kept_all WHERE {where}")
                 files += eng.write_parquet(sql, tx.staging / "features" / f"part-{part:05d}")
@@ -322,6 +331,24 @@ def _incremental(eng: Any, sql: str, previous: dict[str, Any], new_runs: list[st
     return f"""
         SELECT * FROM (SELECT * FROM ({sql}) AS computed UNION ALL SELECT * FROM cl_feature_kept) AS features
         ORDER BY patient_id, index_time, index_event_id"""
+
+
+def _events_by_patient(eng: Any, staging: Path) -> None:
+    """``cl_feature_events_sorted``: the events of the patients to compute, sorted by patient, so that a range
+    reads its own row groups only.
+
+    A range otherwise reads ``cl_events`` again, every view's patient column at least: cheap for a few ranges, but
+    the total grows with the square of the population (diabetes onset at 100,000 patients, 16 ranges: 89 s, and
+    58 s sorted). Sorting the views' union directly ran out of DuckDB's 1 GB there; written first, then sorted, it
+    stays within it."""
+    unsorted = eng.write_parquet(
+        "SELECT * FROM cl_events WHERE patient_id IN (SELECT patient_id FROM cl_feature_todo)", staging / "events-all"
+    )
+    eng.register_parquet("cl_feature_events_unsorted", unsorted)
+    eng.register_parquet(
+        "cl_feature_events_sorted",
+        eng.write_parquet("SELECT * FROM cl_feature_events_unsorted ORDER BY patient_id", staging / "events-sorted"),
+    )
 
 
 def _patient_ranges(eng: Any) -> list[str]:
