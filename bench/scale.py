@@ -57,7 +57,8 @@ print(json.dumps({{"units": "resources", "n": sum(s.resources.values()), "mb": s
 import carelake as cl
 s = cl.ingest_fhir([root / "fhir" / "manifest.json"], lake=cl.open_lake(root / "lake-{engine}"), engine="{engine}")
 assert s.reconciles
-print(json.dumps({{"units": "resources", "n": s.read, "stored": s.stored, "quarantined": s.quarantined}}))
+print(json.dumps({{"units": "resources", "n": s.read, "stored": s.stored, "quarantined": s.quarantined,
+                  "stages": s.stage_seconds}}))
 """,
     "views": """
 import carelake as cl
@@ -91,10 +92,9 @@ shutil.rmtree(root / "lake-deid", ignore_errors=True)
 if not (root / "keys" / "deid.key").exists():
     keygen(root / "keys" / "deid.key")
 lake = cl.open_lake(root / "lake-duckdb", create=False)
-deidentify(lake, root / "lake-deid", key_file=root / "keys" / "deid.key", policy=Policy.of("safe-harbor", "shift"),
-           as_of=as_of, views=False)
-n = lake.sql("SELECT count(*) AS n FROM resources").column("n")[0].as_py()
-print(json.dumps({{"units": "resources", "n": n}}))
+s = deidentify(lake, root / "lake-deid", key_file=root / "keys" / "deid.key",
+               policy=Policy.of("safe-harbor", "shift"), as_of=as_of, views=False)
+print(json.dumps({{"units": "resources", "n": s.read, "stages": s.stage_seconds}}))
 """,
     "cohorts+features": """
 import carelake as cl

@@ -51,6 +51,8 @@ def test_counts_reconcile_and_consent_and_opt_out_leave_patients_out(synthetic: 
     assert summary.reconciles and summary.read == source.catalog.tables["fhir_resources"].rows
     denied = {t["patient_id"] for t in synthetic["truth"] if t["research_opt_out"]}
     assert summary.patients_excluded == {"consent": len(denied), "opt_out": 1, "k_anonymity": 0}
+    assert list(summary.stage_seconds) == ["prepare", "de-identify", "ingest", "views"]  # where the time went
+    assert 0 < sum(summary.stage_seconds.values()) <= summary.seconds
     key = DeidKey.load(synthetic["key"])
     out = _resources(synthetic["root"] / "out")
     for patient in [*denied, synthetic["opted_out"]]:

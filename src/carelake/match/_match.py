@@ -20,7 +20,7 @@ from carelake.errors import ConfigError, EngineError, InputError
 from carelake.fhir import compile_view
 from carelake.match import _model
 from carelake.match._fields import FIELDS_VIEW, keys_sql
-from carelake.progress import NoProgress, Progress
+from carelake.progress import NoProgress, Progress, StageTimer
 
 if TYPE_CHECKING:
     from carelake.engine import Engine
@@ -112,7 +112,7 @@ def match_patients(
         )
     progress = progress or NoProgress()
     started = time.perf_counter()
-    timer = _Timer()
+    timer = StageTimer()
     parameters = {"threshold": threshold, "engine": engine, "seed": SEED}
     progress.start("matching patients", len(STEPS))
     try:
@@ -163,7 +163,7 @@ def match_patients(
 class _Run:
     """One training and scoring pass of Splink over the registered input."""
 
-    def __init__(self, eng: Engine, *, threshold: float, progress: Progress, timer: _Timer) -> None:
+    def __init__(self, eng: Engine, *, threshold: float, progress: Progress, timer: StageTimer) -> None:
         self.eng = eng
         self.records = 0
         self.threshold = threshold
@@ -425,21 +425,6 @@ def _literal(text: str) -> str:
 
 def _scalar(eng: Engine, sql: str) -> int:
     return int(eng.query(sql).column(0)[0].as_py())
-
-
-class _Timer:
-    """Seconds per stage, for the summary."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 3)
 
 
 @contextmanager

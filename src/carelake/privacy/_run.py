@@ -31,7 +31,7 @@ from carelake.privacy._keys import DeidKey
 from carelake.privacy._policy import Policy
 from carelake.privacy._text import Known, TextScrubber
 from carelake.privacy._walk import Deidentifier, Quarantined, Subject
-from carelake.progress import NoProgress, Progress
+from carelake.progress import NoProgress, Progress, StageTimer
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -79,6 +79,7 @@ class DeidSummary:
     k_anonymity: dict[str, Any] | None = None  # the plan applied with --k: generalisation and suppression
     seconds: float = 0.0
     resources_per_s: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # prepare, de-identify, ingest, views
 
     @property
     def reconciles(self) -> bool:
@@ -116,6 +117,7 @@ def deidentify(
         (True, True)
     """
     started = time.perf_counter()
+    timer = StageTimer()
     progress = progress or NoProgress()
     policy = policy or Policy()
     lake = source if isinstance(source, Lake) else open_lake(source, create=False)
@@ -168,6 +170,7 @@ def deidentify(
         excluded_patients: dict[str, set[str]] = {"consent": set(), "opt_out": set(), "k_anonymity": set()}
         quarantine: list[dict[str, Any]] = []
         total = sum(pq.read_metadata(f).num_rows for f in staged)
+        timer.lap("prepare")  # the source sorted by patient, consents, known identifiers, the k plan
         progress.start(f"de-identifying {total:,} resources", total)
         writers: dict[str, Any] = {}
         by_type: Counter[str] = Counter()
@@ -211,13 +214,15 @@ def deidentify(
             for handle in writers.values():
                 handle.close()
             progress.stop()
+        timer.lap("de-identify")
 
         summary.quarantined = len(quarantine)
         summary.quarantined_by_rule = dict(Counter(q["rule"] for q in quarantine))
         summary.patients_excluded = {k: len(v) for k, v in excluded_patients.items()}
         summary.by_type = dict(sorted(by_type.items()))
         summary.elements = dict(sorted(counts.items()))
-        built = _build_lake(work, summary, quarantine, engine=engine, views=views, progress=progress)
+        built = _build_lake(work, summary, quarantine, engine=engine, views=views, progress=progress, timer=timer)
+        summary.stage_seconds = timer.seconds
         summary.seconds = round(time.perf_counter() - started, 3)
         summary.resources_per_s = round(summary.read / summary.seconds, 1) if summary.seconds else 0.0
         _publish(built, target, summary)
@@ -481,7 +486,14 @@ def _run_tasks(job: _Job, tasks: Iterator[Any], *, workers: int) -> Iterator[_Do
 
 # -- the output lake -----------------------------------------------------------------------------------------------
 def _build_lake(
-    work: Path, summary: DeidSummary, quarantine: list[dict[str, Any]], *, engine: str, views: bool, progress: Progress
+    work: Path,
+    summary: DeidSummary,
+    quarantine: list[dict[str, Any]],
+    *,
+    engine: str,
+    views: bool,
+    progress: Progress,
+    timer: StageTimer,
 ) -> Path:
     """A complete de-identified lake inside ``work``: bronze, quarantine, views and the deid manifest."""
     import pyarrow as pa
@@ -494,7 +506,8 @@ def _build_lake(
     if inputs:
         # No raw/ copy: these files are this run's own output, not something received, and bronze holds every
         # line of them; a copy would double the output lake's size (14 GB at 100,000 patients).
-        ingest_fhir(inputs, lake=lake, engine=engine, keep_raw=False, progress=progress)
+        with timer("ingest"):
+            ingest_fhir(inputs, lake=lake, engine=engine, keep_raw=False, progress=progress)
     with lake.transaction(STAGE, parameters={"policy": summary.policy, "as_of": summary.as_of}) as tx:
         summary.run_id = tx.run_id
         if quarantine:
@@ -510,7 +523,8 @@ def _build_lake(
     if views and inputs:
         from carelake.fhir import materialize_views, standard_views
 
-        materialize_views(standard_views(), lake=lake, engine=engine)
+        with timer("views"):
+            materialize_views(standard_views(), lake=lake, engine=engine)
     return built
 
 

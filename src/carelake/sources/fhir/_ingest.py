@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from carelake.errors import StrictModeError
 from carelake.lake import QUARANTINE_TABLE, Lake, Transaction, open_lake
-from carelake.progress import NoProgress, Progress
+from carelake.progress import NoProgress, Progress, StageTimer
 from carelake.sources.fhir._files import SourceFile, discover, file_sha256, read_file
 from carelake.sources.fhir._records import describe
 from carelake.sources.fhir._sql import identifiers_sql, keyed_sql, references_sql
@@ -167,7 +167,7 @@ def stage_records(eng: Engine, tx: Transaction, writer: StagingWriter) -> dict[s
 
     Any source that arrives as FHIR (files, or OMOP rows converted to FHIR) commits through here.
     """
-    clock = _Clock()
+    clock = StageTimer()
     eng.register_parquet("staged_lines", [writer.lines_file])
     # Where each record came from, without its text: joins on it stay small.
     eng.create_view("staged_locators", "SELECT seq, file_index, line, entry_index, byte_offset FROM staged_lines")
@@ -346,20 +346,6 @@ def _write_fresh(eng: Engine, tx: Transaction, records: int, run: str, ingested_
         kept = [f for f in files if rows[f]] or files[:1]  # empty ranges leave no file
         tx.append(table, layer="bronze", files=kept, rows=sum(rows.values()))
         eng.register_parquet(f"new_{table}", kept)
-
-
-class _Clock:
-    """Seconds spent per stage, for the summary: users tune what they can see."""
-
-    def __init__(self) -> None:
-        self.last = time.perf_counter()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> dict[str, float]:
-        now = time.perf_counter()
-        self.laps[name] = round(now - self.last, 3)
-        self.last = now
-        return self.laps
 
 
 def _reference_counts(eng: Engine) -> dict[str, int]:
