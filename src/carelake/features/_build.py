@@ -236,19 +236,20 @@ def build_features(
             else:
                 sql = _incremental(eng, sql, previous, [r for r in runs if r not in previous["resource_runs"]])
             ranges = _patient_ranges(eng)
-            events = "SELECT * FROM cl_events"  # DuckDB reads only the range's patients, by the join's key bounds
+            sorted_events = len(ranges) > SORT_EVENTS_ABOVE_RANGES
             if len(ranges) > 1:  # every range reads these: computed once here, not once per range
                 kept = ["cl_feature_kept_all"] if previous is not None else []
                 for name in [*kept, "cl_feature_todo"]:  # the rows to keep first: the ones to compute read them
                     eng.register_parquet(name, eng.write_parquet(f"SELECT * FROM {name}", tx.staging / name))
-                if len(ranges) > SORT_EVENTS_ABOVE_RANGES:
-                    events = "SELECT * FROM cl_feature_events_sorted WHERE {where}"
+                if sorted_events:
                     _events_by_patient(eng, tx.staging)
             computed = eng.query("SELECT count(*) AS n FROM cl_feature_todo").column("n")[0].as_py()
             files = []
             for part, where in enumerate(ranges):
                 eng.create_view("cl_feature_index", f"SELECT * FROM cl_feature_todo WHERE {where}")
-                eng.create_view("cl_feature_events", events.format(where=where))
+                # From the view itself, DuckDB reads only the range's patients, by the join's key bounds.
+                events = f"cl_feature_events_sorted WHERE {where}" if sorted_events else "cl_events"
+                eng.create_view("cl_feature_events", f"SELECT * FROM {events}")
                 if previous is not None:
                     eng.create_view("cl_feature_kept", f"SELECT * FROM cl_feature_kept_all WHERE {where}")
                 files += eng.write_parquet(sql, tx.staging / "features" / f"part-{part:05d}")
