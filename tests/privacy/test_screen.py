@@ -61,6 +61,13 @@ def _assert_sound(screen: Screen, patterns: list[re.Pattern[str]], text: str) ->
     return len(ruled_out)
 
 
+def _assert_same_matches(screen: Screen, patterns: list[re.Pattern[str]], text: str) -> None:
+    """Every pattern: the screen's jumping finditer gives re's own matches, group spans included."""
+    for pattern in patterns:
+        expected = [m.regs for m in pattern.finditer(text)]
+        assert [m.regs for m in screen.finditer(pattern, text)] == expected, (pattern.pattern[:80], text[:80])
+
+
 def test_every_scrubber_pattern_has_a_relaxed_form(screened: tuple[Screen, list[re.Pattern[str]]]) -> None:
     screen, patterns = screened
     assert screen.may_match("warm up") is not None
@@ -82,6 +89,16 @@ def test_sound_and_useful_on_real_and_held_apart_notes(
     assert ruled_out_held / (len(held_apart) * len(patterns)) > 0.3
 
 
+def test_finditer_finds_what_re_finds_on_real_and_held_apart_notes(
+    screened: tuple[Screen, list[re.Pattern[str]]], testdata: Path
+) -> None:
+    screen, patterns = screened
+    notes = _synthea_notes(testdata) + [note.text for note in phi_notes(60, seed=7)]
+    for text in notes:
+        _assert_same_matches(screen, patterns, text)
+    assert screen._finders, "no pattern has a finder: every scan starts at every position"
+
+
 _PIECES = st.sampled_from(
     [
         " ", "  ", "\t", "\n", ",", ".", ":", "#", "-", "/", "@", "(", ")", "'", "’", "é", "\x0b", "°", "–", "“",
@@ -100,6 +117,7 @@ def test_sound_on_random_texts_of_the_pieces_patterns_look_for(
     screened: tuple[Screen, list[re.Pattern[str]]], text: str
 ) -> None:
     _assert_sound(*screened, text)
+    _assert_same_matches(*screened, text)
 
 
 @pytest.mark.parametrize(
@@ -122,6 +140,28 @@ def test_relaxed_forms(pattern: str, matching: str, not_matching: str) -> None:
     assert pattern in screen.may_match(matching)  # type: ignore[operator]
     assert not re.search(pattern, not_matching)
     assert pattern not in screen.may_match(not_matching)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [
+        (r"(?<=Dr\. )[A-Z][a-z]+", "Dr. Smith and Dr. Jones"),  # opens with a lookbehind: scanned as re does
+        (r"(?<![\w-])\d{3}(?![\w-])", "555 1234 666-7 888"),  # negative lookarounds
+        (r"\bon (\d+)", "on 1 anon 2 on 3"),  # a word boundary at the start: RE2 reads the text before too
+        (r"^\d+", "12 34\n56"),  # ^ at the start only
+        (r"(?m)^\d+", "12 34\n56"),  # ... or after each newline
+        (r"x*", "axxbx"),  # empty matches: re's rules for where the next may start
+        (r"\d{1,2}([/-])\d{1,2}\1\d{4}", "3/4/2019 and 5-6-2020 not 7/8-2021"),  # a backreference
+        (r"ab|b", "abab b"),  # overlapping candidates
+    ],
+)
+def test_finditer_matches_re_on_each_construct(pattern: str, text: str) -> None:
+    screen = Screen()
+    screen.add(pattern)
+    compiled = re.compile(pattern)
+    screen.may_match("compile now")
+    assert [m.regs for m in screen.finditer(compiled, text)] == [m.regs for m in compiled.finditer(text)]
+    assert (pattern in screen._finders) == (not pattern.startswith("(?<="))
 
 
 def test_texts_re2_would_read_differently_are_not_judged() -> None:

@@ -312,7 +312,7 @@ def _recognizer_classes() -> tuple[type, type, type]:
             for pattern in self._patterns:
                 if possible is not None and pattern.pattern not in possible:
                     continue
-                for match in pattern.finditer(text):
+                for match in pattern.finditer(text) if self._screen is None else self._screen.finditer(pattern, text):
                     if self._check is not None and not self._check(match):
                         continue
                     start, end = match.span("phi") if "phi" in pattern.groupindex else match.span()
