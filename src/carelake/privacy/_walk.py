@@ -21,7 +21,7 @@ from typing import Any
 from carelake.fhir._model import members
 from carelake.privacy._keys import DeidKey
 from carelake.privacy._policy import CATEGORY_LABELS, Policy, zip3
-from carelake.privacy._text import Known, TextScrubber
+from carelake.privacy._text import CATEGORIES, Known, TextScrubber
 
 # Strings that hold terminology or units rather than anything a person wrote: only known identifiers are sought.
 _STRUCTURED_STRINGS = {("Coding", "display"), ("Coding", "version"), ("Quantity", "unit"), ("Age", "unit")}
@@ -56,6 +56,7 @@ _CONTACT_CATEGORY = {"phone": "phone", "fax": "fax", "email": "email", "url": "u
 _REFERENCE = re.compile(
     r"^(?:(?P<base>https?://\S+?)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/\S+)?$"
 )
+_TEXT_COUNTS = {category: f"text_{category.lower()}:replaced" for category in CATEGORIES}
 _DATETIME = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?(.*)$", re.DOTALL)
 
 
@@ -182,9 +183,9 @@ class Deidentifier:
     def _text(self, text: str, *, generic: bool = True) -> str:
         # Terminology displays and units get only the record's own identifiers: generic recognisers would
         # mangle them, and they could still quote a patient's name.
-        clean, found = self.scrubber.scrub(text, self._subject.known, generic=generic)
-        for category, n in found.items():
-            self.counts[f"text_{category.lower()}:replaced"] += n
+        clean, found = self.scrubber.replace(text, self._subject.known, generic=generic)
+        for category, n in found:
+            self.counts[_TEXT_COUNTS[category]] += n
         return clean
 
     # -- dates ------------------------------------------------------------------------------------------------------
@@ -194,21 +195,21 @@ class Deidentifier:
         mode = self.policy.date_mode
         if mode == "keep":
             return value
+        if mode == "shift":
+            shifted = self._shifted.get(value, False)
+            if shifted is False:  # a patient's record repeats its timestamps (every observation of an encounter)
+                shifted = self._shifted[value] = shift_date(value, self._subject.shift_days)
+            self._count("date", "shifted" if shifted is not None else "removed")  # None: not a date
+            return shifted
         match = _DATETIME.match(value)
         if match is None:
             self._count("date", "removed")
             return None
-        if mode == "year":
-            if type_ == "instant":  # an instant must be complete; a year alone is not an instant
-                self._count("date", "removed")
-                return None
-            self._count("date", "generalised")
-            return match.group(1)
-        shifted = self._shifted.get(value, False)
-        if shifted is False:  # a patient's record repeats its timestamps (every observation of an encounter)
-            shifted = self._shifted[value] = shift_date(value, self._subject.shift_days)
-        self._count("date", "shifted" if shifted is not None else "removed")
-        return shifted
+        if type_ == "instant":  # the year alone is kept, and an instant must be complete
+            self._count("date", "removed")
+            return None
+        self._count("date", "generalised")
+        return match.group(1)
 
     def _cap_birth_year(self, patient: dict[str, Any]) -> None:
         birth = patient.get("birthDate")
