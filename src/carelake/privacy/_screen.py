@@ -66,6 +66,7 @@ class Screen:
         self._set: Any = None
         self._order: list[str] = []  # set index - 1 -> pattern text (index 0 is the always-matching sentinel)
         self._last: tuple[str | None, frozenset[str] | None] = (None, None)
+        self._haystack: tuple[str | None, str | bytes] = (None, "")  # the last text, as finditer gives it to RE2
 
     def add(self, pattern: str, flags: int = 0) -> None:
         try:
@@ -97,8 +98,10 @@ class Screen:
         if finder is None:
             yield from pattern.finditer(text)
             return
-        position = 0
-        while (candidate := finder.search(text, position)) is not None:
+        if self._haystack[0] is not text:  # RE2 reads str by encoding it at every call: bytes, when ASCII
+            self._haystack = (text, text.encode("ascii") if text.isascii() else text)
+        haystack, position = self._haystack[1], 0
+        while (candidate := finder.search(haystack, position)) is not None:
             match = pattern.search(text, candidate.start())
             if match is None:
                 return
