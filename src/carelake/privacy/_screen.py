@@ -98,9 +98,10 @@ class Screen:
         if finder is None:
             yield from pattern.finditer(text)
             return
-        if self._haystack[0] is not text:  # RE2 reads str by encoding it at every call: bytes, when ASCII
-            self._haystack = (text, text.encode("ascii") if text.isascii() else text)
-        haystack, position = self._haystack[1], 0
+        kept = self._haystack  # read once: a scrubber in another thread may keep another text meanwhile
+        if kept[0] is not text:  # RE2 reads a str by encoding it at every call: bytes, when ASCII
+            kept = self._haystack = (text, text.encode("ascii") if text.isascii() else text)
+        haystack, position = kept[1], 0
         while (candidate := finder.search(haystack, position)) is not None:
             match = pattern.search(text, candidate.start())
             if match is None:
