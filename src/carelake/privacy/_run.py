@@ -3,9 +3,8 @@
 The source lake is read once, sorted by patient, in bounded Arrow batches; each resource passes through
 :class:`~carelake.privacy._walk.Deidentifier` with its patient's date offset and known identifiers, and
 the output is staged, checked and keyed by ingestion's own SQL into a new lake built beside ``out``, in one
-commit. Only when everything has been written does
-that lake replace ``out`` (two renames), so a crash leaves the previous output intact and a re-run with
-the same key produces the same lake again.
+commit. Only when everything has been written does that lake replace ``out`` (two renames), so a crash leaves
+the previous output intact and a re-run with the same key produces the same lake again.
 """
 
 from __future__ import annotations

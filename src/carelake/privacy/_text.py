@@ -775,8 +775,9 @@ class TextScrubber:
     def replace(
         self, text: str, known: Known | None = None, *, generic: bool = True
     ) -> tuple[str, tuple[tuple[str, int], ...]]:
-        """:meth:`scrub`, with the counts as ``(category, n)`` pairs: the de-identification walk asks for
-        millions of strings, most of them seen before, and a Counter copied for each cost a tenth of its time."""
+        """:meth:`scrub`, with the counts as ``(category, n)`` pairs, shared with the cache (do not change them):
+        the de-identification walk asks for millions of strings, most of them seen before, and adds the counts
+        up itself, so a Counter copied for each was work for nothing."""
         if known is not self._known_seen or len(self._scrubbed) >= self._cache_size:
             self._known_seen, self._scrubbed = known, {}
         done = self._scrubbed.get((text, generic))
