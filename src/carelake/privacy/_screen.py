@@ -70,11 +70,11 @@ class Screen:
 
     def add(self, pattern: str, flags: int = 0) -> None:
         try:
-            self._patterns[pattern] = _relax(pattern, flags)
+            self._patterns[pattern], starts_before = _relax(pattern, flags)
         except (Unsupported, re.error):
             self._always.add(pattern)
             return
-        if _opens_with_lookbehind(pattern, flags):
+        if starts_before:
             self._opening.add(pattern)
 
     def may_match(self, text: str) -> frozenset[str] | None:
@@ -158,23 +158,20 @@ def _plain_symbols(text: str) -> bool:
     )
 
 
-def _opens_with_lookbehind(pattern: str, flags: int) -> bool:
-    """Does the pattern open with a lookbehind that must match? Its relaxed form then starts before it does."""
-    tree = sre_parse.parse(pattern, flags)
-    return len(tree) > 0 and tree[0][0] is sre.ASSERT and tree[0][1][0] < 0
-
-
-def _relax(pattern: str, flags: int) -> str:
+def _relax(pattern: str, flags: int) -> tuple[str, bool]:
+    """The relaxed form, and whether it starts before the pattern does (it opens with a lookbehind that must
+    match, whose text the relaxed form matches)."""
     tree = sre_parse.parse(pattern, flags)
     on = "".join(letter for flag, letter in _FLAGS.items() if tree.state.flags & flag)
     writer, last = _Writer(), len(tree) - 1
+    starts_before = last >= 0 and tree[0][0] is sre.ASSERT and tree[0][1][0] < 0
     body = "".join(
         writer.sequence(arg[1])  # an opening lookbehind or closing lookahead: its text is there, match it
-        if op is sre.ASSERT and ((i == 0 and arg[0] < 0) or (i == last and arg[0] > 0))
+        if (i == 0 and starts_before) or (i == last and op is sre.ASSERT and arg[0] > 0)
         else writer.item(op, arg)
         for i, (op, arg) in enumerate(tree)
     )
-    return f"(?{on}:{body})" if on else body
+    return (f"(?{on}:{body})" if on else body), starts_before
 
 
 class _Writer:
