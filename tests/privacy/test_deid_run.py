@@ -14,6 +14,7 @@ from carelake.cli import main
 from carelake.errors import ConfigError, LakeError
 from carelake.privacy import DeidKey, deidentify, keygen
 from carelake.privacy._verify import verify
+from carelake.progress import NoProgress
 
 
 def _resources(lake_path: Path) -> dict[tuple[str, str], str]:
@@ -107,8 +108,13 @@ def test_rerun_with_the_same_key_gives_the_same_lake_and_a_crash_keeps_the_last_
 ) -> None:
     root: Path = synthetic["root"]
     before = _resources(root / "out")
-    again = deidentify(synthetic["source"], root / "out", key_file=synthetic["key"], opt_out=root / "opt-out.txt")
+    shown = _Shown()
+    again = deidentify(
+        synthetic["source"], root / "out", key_file=synthetic["key"], opt_out=root / "opt-out.txt", progress=shown
+    )
     assert _resources(root / "out") == before and again.written == synthetic["summary"].written
+    # Both long steps show progress: the walk, and the commit of its output (checks, keys, bronze).
+    assert [d.split()[0] for d in shown.started][:2] == ["de-identifying", "committing"]
     monkeypatch.setattr("carelake.privacy._run._publish", _crash)
     with pytest.raises(RuntimeError, match="power cut"):
         deidentify(synthetic["source"], root / "out", key_file=synthetic["key"])
@@ -119,6 +125,16 @@ def test_rerun_with_the_same_key_gives_the_same_lake_and_a_crash_keeps_the_last_
     monkeypatch.undo()
     deidentify(synthetic["source"], tmp_path / "other", key_file=other_key, views=False)
     assert not set(_resources(tmp_path / "other")) & set(before)
+
+
+class _Shown(NoProgress):
+    """Keeps what each progress bar said it was doing."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def start(self, description: str, total: float | None) -> None:
+        self.started.append(description)
 
 
 def _crash(*args: object) -> None:

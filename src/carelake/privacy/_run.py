@@ -230,8 +230,12 @@ def deidentify(
             summary.patients_excluded = {k: len(v) for k, v in excluded_patients.items()}
             summary.by_type = dict(sorted(by_type.items()))
             summary.elements = dict(sorted(counts.items()))
-            with timer("ingest"), closing(built.connect(engine)) as eng:
-                stage_records(eng, tx, writer)  # ingestion's checks and keys, into the new lake's bronze
+            progress.start(f"committing {summary.written:,} resources on {engine}", None)
+            try:
+                with timer("ingest"), closing(built.connect(engine)) as eng:
+                    stage_records(eng, tx, writer)  # ingestion's checks and keys, into the new lake's bronze
+            finally:
+                progress.stop()
             _append_quarantine(tx, quarantine)
             tx.summary = summary.to_dict()
         if views and summary.written:
