@@ -22,12 +22,22 @@ def _versions_and_bad_lines(folder: Path) -> list[list[Path]]:
     return [[first], [second], [first, second]]
 
 
+def _line_endings(folder: Path) -> list[list[Path]]:
+    """CRLF, a stray CR before the LF and no final newline: the stored text and its hash must not keep them."""
+    source = folder / "endings.ndjson"
+    p = {"resourceType": "Patient", "id": "p2", "gender": "female"}
+    o = {"resourceType": "Observation", "id": "o2", "status": "final", "subject": {"reference": "Patient/p2"}}
+    source.write_bytes(orjson.dumps(p) + b"\r\n" + orjson.dumps(o) + b"\r\r\n" + orjson.dumps({**o, "id": "o3"}))
+    return [[source]]
+
+
 CASES: dict[str, Callable[[Path, Path], list[list[Path]]]] = {
     "synthea-bulk": lambda data, _: [[data / "synthea-fhir-r4/bulk-ndjson-10-patients"]],
     "synthea-bundles": lambda data, _: [[data / "synthea-fhir-r4/transaction-bundles"]],
     "spec-examples": lambda data, _: [[data / "fhir-r4-examples/spec-examples"]],
     "validator-cases": lambda data, _: [[data / "fhir-r4-examples/validator-cases/input"]],
     "versions-duplicates-quarantine": lambda _, tmp: _versions_and_bad_lines(tmp),
+    "line-endings": lambda _, tmp: _line_endings(tmp),
 }
 
 
