@@ -212,6 +212,26 @@ def test_every_bundle_type_is_unpacked(tmp_path: Path, btype: str) -> None:
     assert summary.stored == 2 and summary.reconciles
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_patient_id_comes_from_every_form_of_patient_reference(engine: str, tmp_path: Path) -> None:
+    forms = {
+        "plain": ("Patient/p-1.a", "p-1.a"),
+        "absolute": ("https://ehr.example.org/fhir/Patient/p2", "p2"),
+        "versioned": ("Patient/p3/_history/4", "p3"),
+        "another type": ("Group/g1", None),
+        "too long": ("Patient/" + "x" * 65, None),
+        "bad character": ("Patient/p_4", None),
+        "trailing newline": ("Patient/p5\n", None),  # Spark's $ once matched before it
+    }
+    records = [{**OBS, "id": f"o{i}", "subject": {"reference": ref}} for i, (ref, _) in enumerate(forms.values())]
+    records.append({**OBS, "id": "o9\n"})  # an id with a newline at its end is no id on either engine
+    summary = cl.ingest_fhir([ndjson(tmp_path / "in.ndjson", *records)], lake=tmp_path / "lake", engine=engine)
+    assert summary.quarantined_by_rule == {"invalid-id": 1}
+    rows = cl.open_lake(tmp_path / "lake").sql("SELECT id, patient_id FROM Observation", engine=engine).to_pylist()
+    found = {r["id"]: r["patient_id"] for r in rows}
+    assert {name: found[f"o{i}"] for i, name in enumerate(forms)} == {n: want for n, (_, want) in forms.items()}
+
+
 def test_keys_are_extracted(tmp_path: Path) -> None:
     cl.ingest_fhir([ndjson(tmp_path / "in.ndjson", PATIENT, OBS)], lake=tmp_path / "lake")
     obs = cl.open_lake(tmp_path / "lake").sql("SELECT * FROM Observation").to_pylist()[0]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from carelake.sources.fhir._r4 import CLINICAL_TIME_PATHS, PATIENT_ELEMENTS, r4_resource_types
 
-ID_REGEX = r"^[A-Za-z0-9\-.]{1,64}$"
-TYPE_ID_TAIL = r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$"
+# \z, not $: Java's $ (Spark) also matches before a final newline, RE2's $ (DuckDB) only at the end.
+ID_REGEX = r"^[A-Za-z0-9\-.]{1,64}\z"
+TYPE_ID_TAIL = r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?\z"
 REFERENCE_REGEX = r'"reference"\s*:\s*"((?:[^"\\]|\\.)*)"'
 
 _KIND_PATHS = ["$.resourceType", "$.id", "$.meta"]
@@ -36,6 +37,19 @@ def _fhir_time(expr: str) -> str:
     return f"cl_fhir_time({expr})"
 
 
+def _patient_id(reference: str) -> str:
+    """The patient id in a reference to a Patient (literal, absolute or versioned), else NULL.
+
+    A plain ``Patient/id`` is cut instead of extracted: on DuckDB 2.0 the capture group took 0.5 s on 2,000
+    patients' references, the match alone 0.06 s."""
+    pattern = r"^(https?://\S+/)?Patient/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?\z"
+    plain = r"^Patient/[A-Za-z0-9\-.]{1,64}\z"
+    return (
+        f"CASE WHEN regexp_matches({reference}, '{plain}') THEN substr({reference}, 9) "
+        f"ELSE nullif(regexp_extract({reference}, '{pattern}', 2), '') END"
+    )
+
+
 def _sql_list(values: list[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
@@ -49,15 +63,11 @@ def keyed_sql() -> str:
         else f"WHEN '{rtype}' THEN {_v('$.' + paths[0])}"
         for rtype, paths in CLINICAL_TIME_PATHS.items()
     )
-    patient_refs = ", ".join(
-        f"nullif(regexp_extract({_v(f'$.{e}.reference')}, '^(https?://\\S+/)?Patient/([A-Za-z0-9\\-.]{{1,64}})"
-        f"(/_history/[A-Za-z0-9\\-.]{{1,64}})?$', 2), '')"
-        for e in PATIENT_ELEMENTS
-    )
+    patient_refs = ", ".join(_patient_id(_v(f"$.{e}.reference")) for e in PATIENT_ELEMENTS)
     return f"""
     WITH trimmed AS (
         -- Not rtrim(text, chr(13) || chr(10)): on DuckDB 2.0 that took 1.0 s of this query's 3.9 s on 2,000
-        -- patients, and this 0.1 s, with the same result. \\z is the end of the text in RE2 and Java alike.
+        -- patients, and this 0.1 s, with the same result.
         SELECT seq, assigned_id, regexp_replace(text, '[\\r\\n]+\\z', '') AS txt FROM staged_lines),
     parsed AS (
         SELECT seq, assigned_id, txt, cl_json_valid(txt) AS ok FROM trimmed),
