@@ -101,3 +101,29 @@ def test_views_agree_on_spark(lake: cl.Lake, testdata: Path) -> None:
         duck, spark = run_view(view, lake=lake), run_view(view, lake=lake, engine="spark")
         assert duck.schema == spark.schema, name
         assert _sorted(duck) == _sorted(spark), name
+
+
+@pytest.mark.spark
+def test_reference_keys_agree_on_spark(tmp_path: Path) -> None:
+    references = ["Patient/p1", "https://ehr.example.org/fhir/Patient/p2", "Patient/p3/_history/2", "Group/g1",
+                  "Patient/p4\n", "#contained"]  # fmt: skip
+    lines = [
+        json.dumps({"resourceType": "Observation", "id": f"o{i}", "status": "final", "subject": {"reference": r}})
+        for i, r in enumerate(references)
+    ]
+    (tmp_path / "obs.ndjson").write_text("\n".join(lines) + "\n")
+    lake = cl.open_lake(tmp_path / "lake")
+    cl.ingest_fhir([tmp_path / "obs.ndjson"], lake=lake)
+    view = {
+        "resource": "Observation",
+        "select": [{"column": [
+            {"name": "id", "path": "id"},
+            {"name": "patient", "path": "subject.getReferenceKey(Patient)"},
+            {"name": "any", "path": "subject.getReferenceKey()"},
+        ]}],
+    }  # fmt: skip
+    want = [("o0", "p1", "p1"), ("o1", "p2", "p2"), ("o2", "p3", "p3"), ("o3", None, "g1"), ("o4", None, None),
+            ("o5", None, None)]  # fmt: skip
+    for engine in ("duckdb", "spark"):
+        rows = sorted(run_view(view, lake=lake, engine=engine).to_pylist(), key=lambda r: r["id"])
+        assert [(r["id"], r["patient"], r["any"]) for r in rows] == want, engine

@@ -250,7 +250,8 @@ def _fn_get_reference_key(node: Call, value: Value, scope: Scope) -> Value:
         return text_of(children(like(value, element), "reference", scope))
 
     reference = reference_of(v)
-    pattern = "'([A-Za-z]+)/([A-Za-z0-9.-]+)(/_history/[A-Za-z0-9.-]+)?$'"
+    # \z, not $: Java's $ (Spark) also matches before a final newline, RE2's $ (DuckDB) only at the end.
+    pattern = "'([A-Za-z]+)/([A-Za-z0-9.-]+)(/_history/[A-Za-z0-9.-]+)?\\z'"
     key = f"NULLIF(regexp_extract({reference}, {pattern}, 2), '')"
     kept = f"regexp_extract({reference}, {pattern}, 1) = {sql_string(wanted)}" if wanted else f"{key} IS NOT NULL"
     if value.one is not None:
