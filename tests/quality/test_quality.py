@@ -222,3 +222,24 @@ def test_spark_gives_the_same_results(tmp_path: Path, testdata: Path) -> None:
     assert stored <= computed < lake.sql("SELECT count(*) FROM resources")[0][0].as_py()
     duck = run_quality(lake, as_of="2026-11-28", full=True).results.select(KEYS).to_pylist()
     assert spark == duck
+
+
+@pytest.mark.spark
+def test_a_value_ending_in_a_newline_breaks_its_format_on_both_engines(tmp_path: Path) -> None:
+    """Java's ``$`` (Spark) also matches before a final newline: the format checks end in ``\\z`` instead."""
+    records = [
+        {"resourceType": "Patient", "id": "p1", "gender": "female\n", "birthDate": "1970-01-02"},
+        {"resourceType": "Patient", "id": "p2", "gender": "male", "birthDate": "1980-03-04"},
+    ]
+    (tmp_path / "p.ndjson").write_text("".join(json.dumps(r) + "\n" for r in records))
+    lake = cl.open_lake(tmp_path / "lake")
+    cl.ingest_fhir([tmp_path / "p.ndjson"], lake=lake)
+    materialize_views(standard_views(), lake=lake)
+    found = {}
+    for engine in ("duckdb", "spark"):
+        results = run_quality(lake, engine=engine, as_of=AS_OF, full=True).results.to_pylist()
+        found[engine] = {r["check_id"]: (r["numerator"], r["denominator"]) for r in results if r["numerator"]}
+    assert found["duckdb"] == found["spark"]
+    assert [(c, n) for c, n in found["duckdb"].items() if c.startswith("primitive_format")] == [
+        ("primitive_format:Patient:gender", (1, 2))
+    ]

@@ -22,7 +22,7 @@ PERSON_IDS = "cl_person_ids"
 
 def integer_sql(text: str) -> str:
     """A text column holding an integer (an OMOP id or concept id) as BIGINT; NULL when it holds anything else."""
-    return f"(CASE WHEN regexp_matches({text}, '^[0-9]{{1,18}}$') THEN CAST({text} AS BIGINT) END)"
+    return f"(CASE WHEN regexp_matches({text}, '^[0-9]{{1,18}}\\z') THEN CAST({text} AS BIGINT) END)"
 
 
 def load_view(name: str) -> dict[str, object]:

@@ -296,7 +296,7 @@ def _visit_id(source: str) -> str:
     """The visit of an event: the exported visit of its encounter, else the OMOP id its reference names."""
     reference = f"{source}.encounter_id"
     return (
-        f"coalesce(v.visit_occurrence_id, CASE WHEN regexp_matches({reference}, '^omop-visit-[0-9]{{1,18}}$') "
+        f"coalesce(v.visit_occurrence_id, CASE WHEN regexp_matches({reference}, '^omop-visit-[0-9]{{1,18}}\\z') "
         f"THEN CAST(substr({reference}, 12) AS BIGINT) END)"
     )
 
