@@ -108,9 +108,10 @@ def test_reference_keys_agree_on_spark(tmp_path: Path) -> None:
     references = ["Patient/p1", "https://ehr.example.org/fhir/Patient/p2", "Patient/p3/_history/2", "Group/g1",
                   "Patient/p4\n", "#contained"]  # fmt: skip
     lines = [
-        json.dumps({"resourceType": "Observation", "id": f"o{i}", "status": "final", "subject": {"reference": r}})
+        json.dumps({"resourceType": "Observation", "id": f"o{i}", "status": "final", "subject": {"reference": r},
+                    "effectiveDateTime": "2020-05-01T10:00:00+02:00" + "\n" * (i % 2)})
         for i, r in enumerate(references)
-    ]
+    ]  # fmt: skip
     (tmp_path / "obs.ndjson").write_text("\n".join(lines) + "\n")
     lake = cl.open_lake(tmp_path / "lake")
     cl.ingest_fhir([tmp_path / "obs.ndjson"], lake=lake)
@@ -120,10 +121,13 @@ def test_reference_keys_agree_on_spark(tmp_path: Path) -> None:
             {"name": "id", "path": "id"},
             {"name": "patient", "path": "subject.getReferenceKey(Patient)"},
             {"name": "any", "path": "subject.getReferenceKey()"},
+            {"name": "from", "path": "effective.ofType(dateTime).lowBoundary()", "type": "dateTime"},
         ]}],
     }  # fmt: skip
     want = [("o0", "p1", "p1"), ("o1", "p2", "p2"), ("o2", "p3", "p3"), ("o3", None, "g1"), ("o4", None, None),
             ("o5", None, None)]  # fmt: skip
+    rows = {}
     for engine in ("duckdb", "spark"):
-        rows = sorted(run_view(view, lake=lake, engine=engine).to_pylist(), key=lambda r: r["id"])
-        assert [(r["id"], r["patient"], r["any"]) for r in rows] == want, engine
+        rows[engine] = sorted(run_view(view, lake=lake, engine=engine).to_pylist(), key=lambda r: r["id"])
+        assert [(r["id"], r["patient"], r["any"]) for r in rows[engine]] == want, engine
+    assert rows["duckdb"] == rows["spark"]  # the boundary of a dateTime with a trailing newline too

@@ -24,7 +24,7 @@ from carelake.fhir._model import NUMERIC_TYPES
 
 _DATE = "'^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?'"
 _TIME = "'T([0-9:.]+)'"
-_ZONE = "'(Z|[+-][0-9]{2}:[0-9]{2})$'"
+_ZONE = "'(Z|[+-][0-9]{2}:[0-9]{2})\\z'"  # \z, not $: Java's $ (Spark) also matches before a final newline
 
 
 def _decimal(low: bool, number: str, scale: str) -> str:
