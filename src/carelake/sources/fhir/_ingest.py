@@ -313,8 +313,12 @@ def stage_records(eng: Engine, tx: Transaction, writer: StagingWriter) -> dict[s
 def _fresh_outputs(run: str, ingested_at: str, lo: int, hi: int) -> dict[str, str]:
     """The bronze rows of the run's fresh records with ``lo`` <= seq < ``hi``."""
     in_range = " AND ".join(f"{t}.seq >= {lo} AND {t}.seq < {hi}" for t in ("c", "k"))
-    fresh = f"""(SELECT k.resource_type, k.id, c.version, k.refs, k.idents
-                 FROM classified c JOIN keyed k ON k.seq = c.seq WHERE {in_range})"""
+
+    def fresh(having: str) -> str:
+        # Only records that hold any: few resources carry identifiers, and the join is most of the query.
+        return f"""(SELECT k.resource_type, k.id, c.version, k.refs, k.idents FROM classified c
+                    JOIN keyed k ON k.seq = c.seq WHERE {in_range} AND array_length(k.{having}) > 0)"""
+
     return {
         RESOURCES_TABLE: f"""
             SELECT k.resource_type, k.id, c.version, k.meta_version_id, k.patient_id, k.clinical_time_raw,
@@ -325,8 +329,8 @@ def _fresh_outputs(run: str, ingested_at: str, lo: int, hi: int) -> dict[str, st
             JOIN staged_locators l ON l.seq = c.seq
             JOIN staged_files f ON f.file_index = l.file_index
             WHERE {in_range} AND l.seq >= {lo} AND l.seq < {hi}""",
-        REFERENCES_TABLE: f"SELECT *, {run} AS run_id FROM ({references_sql(fresh)}) r",
-        IDENTIFIERS_TABLE: f"SELECT *, {run} AS run_id FROM ({identifiers_sql(fresh)}) i",
+        REFERENCES_TABLE: f"SELECT *, {run} AS run_id FROM ({references_sql(fresh('refs'))}) r",
+        IDENTIFIERS_TABLE: f"SELECT *, {run} AS run_id FROM ({identifiers_sql(fresh('idents'))}) i",
     }
 
 
