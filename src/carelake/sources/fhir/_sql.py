@@ -79,7 +79,7 @@ def keyed_sql() -> str:
         FROM parsed),
     checked AS (
         SELECT seq, assigned_id, vals, txt, CASE
-            WHEN regexp_matches(txt, '^\\s*$') THEN 'blank-line'
+            WHEN regexp_matches(txt, '^\\s*\\z') THEN 'blank-line'
             WHEN NOT ok THEN 'invalid-json'
             WHEN NOT regexp_matches(txt, '^\\s*[{{]') THEN 'not-an-object'
             WHEN kinds[1] IS NULL THEN 'missing-resourceType'
