@@ -358,7 +358,10 @@ def _reference_counts(eng: Engine) -> dict[str, int]:
     # set holds every resource in the lake and ran out of DuckDB's 1 GB at 100,000 patients.
     base = f"""
         WITH refs AS (SELECT * FROM new_{REFERENCES_TABLE}),
-        targets AS (SELECT DISTINCT target_type, target_id FROM refs WHERE kind IN ('literal', 'absolute')),
+        -- Each distinct target once, with how many references name it: the unresolved are counted by target,
+        -- not by probing every reference again (1.25 s to 0.73 s at 10,000 patients).
+        targets AS (SELECT target_type, target_id, count(*) AS n FROM refs
+                    WHERE kind IN ('literal', 'absolute') GROUP BY target_type, target_id),
         found AS (
             SELECT DISTINCT t.target_type, t.target_id FROM targets t
             JOIN (SELECT resource_type, id FROM {RESOURCES_TABLE}
@@ -373,8 +376,8 @@ def _reference_counts(eng: Engine) -> dict[str, int]:
         SELECT
           (SELECT count(*) FROM refs) AS total,
           (SELECT count(*) FROM refs WHERE kind = 'conditional') AS conditional,
-          (SELECT count(*) FROM refs r WHERE r.kind IN ('literal', 'absolute') AND NOT EXISTS (
-              SELECT 1 FROM found f WHERE f.target_type = r.target_type AND f.target_id = r.target_id))
+          (SELECT sum(n) FROM targets t WHERE NOT EXISTS (
+              SELECT 1 FROM found f WHERE f.target_type = t.target_type AND f.target_id = t.target_id))
             AS unresolved_literal,
           (SELECT count(*) FROM refs r WHERE r.kind = 'conditional' AND NOT EXISTS (
               SELECT 1 FROM all_idents m WHERE m.resource_type = r.target_type AND m.value = r.identifier_value
