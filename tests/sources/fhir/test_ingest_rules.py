@@ -232,6 +232,27 @@ def test_the_patient_id_comes_from_every_form_of_patient_reference(engine: str, 
     assert {name: found[f"o{i}"] for i, name in enumerate(forms)} == {n: want for n, (_, want) in forms.items()}
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unresolved_references_are_counted_once_each(engine: str, tmp_path: Path) -> None:
+    """Counted by target and multiplied back: two references to one missing patient are two unresolved."""
+    missing = {"reference": "Patient/nobody"}
+    records = [
+        PATIENT,
+        {**OBS, "id": "o1", "subject": missing},
+        {**OBS, "id": "o2", "subject": missing},
+        {**OBS, "id": "o3", "subject": {"reference": "Patient/p1"}, "encounter": {"reference": "Encounter/e9"}},
+    ]
+    summary = cl.ingest_fhir([ndjson(tmp_path / "in.ndjson", *records)], lake=tmp_path / "lake", engine=engine)
+    assert summary.references["total"] == 4
+    assert summary.references["unresolved_literal"] == 3
+    day2 = cl.ingest_fhir(
+        [ndjson(tmp_path / "day2.ndjson", {**PATIENT, "id": "nobody"}, {**OBS, "id": "o4", "subject": missing})],
+        lake=tmp_path / "lake",
+        engine=engine,
+    )
+    assert (day2.references["total"], day2.references["unresolved_literal"]) == (1, 0)  # found in this run
+
+
 def test_keys_are_extracted(tmp_path: Path) -> None:
     cl.ingest_fhir([ndjson(tmp_path / "in.ndjson", PATIENT, OBS)], lake=tmp_path / "lake")
     obs = cl.open_lake(tmp_path / "lake").sql("SELECT * FROM Observation").to_pylist()[0]
