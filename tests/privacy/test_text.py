@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from carelake.errors import CarelakeError
 from carelake.privacy._text import CATEGORIES, Known, TextScrubber
@@ -256,3 +258,61 @@ def test_held_apart_notes_are_labelled_consistently() -> None:
         for start, end, _ in note.spans:
             assert note.text[start:end].strip() == note.text[start:end] != ""
         assert any(name in note.text for name in note.known["names"])
+
+
+# (f) the patient's own values are found by RE2 exactly where re finds them -------------------------------------
+def _re_spans(known: Known, text: str) -> list[tuple[int, int, str]]:
+    """The spans of the whole-token pattern as Python's re reads it, lookarounds and all: the reference."""
+    pattern = known.pattern
+    assert pattern is not None
+    compiled = re.compile(f"(?<![A-Za-z0-9])(?:{pattern._body})(?![A-Za-z0-9])")
+    return [(m.start(), m.end(), m.lastgroup or "ID") for m in compiled.finditer(text)]
+
+
+def _synthea_notes_and_patients(testdata: Path) -> list[tuple[str, Known]]:
+    folder = testdata / "synthea-fhir-r4" / "bulk-ndjson-10-patients"
+    patients = {p["id"]: p for p in map(orjson.loads, (folder / "Patient.000.ndjson").read_bytes().splitlines())}
+    pairs = []
+    for document in map(orjson.loads, (folder / "DocumentReference.000.ndjson").read_bytes().splitlines()):
+        patient = patients[document["subject"]["reference"].removeprefix("urn:uuid:").removeprefix("Patient/")]
+        for content in document["content"]:
+            if "data" in content["attachment"]:
+                pairs.append((base64.b64decode(content["attachment"]["data"]).decode("utf-8"), _known_of(patient)))
+    return pairs
+
+
+def test_known_values_are_found_by_re2_exactly_where_re_finds_them(testdata: Path) -> None:
+    cases = [(note.text, Known(**note.known)) for note in phi_notes(150, seed=77)]
+    cases += _synthea_notes_and_patients(testdata)
+    # Values touching each other, the text's ends, punctuation that is part of a value, and text outside ASCII.
+    edges = [
+        "Jane Doe", "JaneDoe", "Jane_Doe", "Doe,Jane;Doe", "(312) 555-0147(312) 555-0147", "MRN-778899.",
+        "912-34-5678912-34-5678", "Jul. 4, 1961Jane", "07/04/1961-07/04/1961", "jane.doe@example.com.",
+        "12 ELM ST., Springfield", "\nJane\n", "Jöhn Doe born 4 July 1961", "Jane’s 62704 café", "J", "",
+    ]  # fmt: skip
+    cases += [(text, JANE) for text in edges]
+    # A value that ends in punctuation: the next value may start right after it, that punctuation its edge.
+    odd = Known(names=("Ann",), identifiers=("ABCD-",), phones=("(312) 555-0147",))
+    cases += [(text, odd) for text in ("ABCD-(312) 555-0147", "ABCD-ABCD-Ann", "abcd-_Ann")]
+    cases += [(" ".join(edges), JANE), ("".join(edges), JANE)]
+    ascii_cases = 0
+    for text, known in cases:
+        assert list(known.pattern.spans(text)) == _re_spans(known, text), text[:60]
+        ascii_cases += text.isascii()
+    assert JANE.pattern._re2 is not None and ascii_cases > 250  # RE2 ran, not only the fallback
+    assert sum(bool(_re_spans(known, text)) for text, known in cases) > 200
+
+
+_PIECES = [
+    "Jane", "jane", "JANE", "Doe", "Q.", "Doe, Jane", "MRN-778899", "778899", "912345678", "912 34 5678",
+    "(312) 555-0147", "312.555.0147", "5550147", "jane.doe@example.com", "12 Elm St", "Springfield", "62704",
+    "07/04/1961", "July 4th, 1961", "4 Jul 1961", "19610704", "x", "7", "é", "_",
+]  # fmt: skip
+_GLUE = ["", " ", ",", ".", "-", "_", "\n", "\t", "(", ")", "a", "1", "’"]
+
+
+@given(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=12), st.lists(st.sampled_from(_GLUE), min_size=11))
+@settings(max_examples=300, deadline=None)
+def test_known_values_match_the_same_in_any_arrangement(pieces: list[str], glue: list[str]) -> None:
+    text = "".join(piece + sep for piece, sep in zip(pieces, glue, strict=False))
+    assert list(JANE.pattern.spans(text)) == _re_spans(JANE, text)

@@ -22,7 +22,7 @@ About 340 notes of 500 words per second on one core, against a target of 20.
 Presidio's stock e-mail and URL recognisers are not used: the e-mail one validates through ``tldextract``, which
 fetches the public-suffix list over the network on first use, and the URL one matches inside abbreviations such
 as ``p.r.n.``. The patient's own identifiers are matched by one regular expression per :class:`Known`, compiled
-once per patient.
+once per patient, by RE2 (:class:`KnownPattern`).
 
 Overlapping spans are merged into one, tagged with the category of the longest; ages over 89 become ``90+``
 in place. Nothing from the input text ever goes into an exception or a log line.
@@ -35,11 +35,12 @@ in place. Nothing from the input text ever goes into an exception or a log line.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import importlib
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property, partial
 from typing import Any
@@ -66,7 +67,7 @@ class Known:
     dates: tuple[str, ...] = ()  # ISO dates 'YYYY-MM-DD' (birth date) — match every common written form
 
     @cached_property
-    def pattern(self) -> re.Pattern[str] | None:
+    def pattern(self) -> KnownPattern | None:
         """One regular expression for all of it, a named group per category; built once per patient.
 
         Kept on the object, not in a cache keyed by value: hashing every tuple again for each of the
@@ -703,7 +704,7 @@ def _address_pattern(value: str, common: frozenset[str]) -> list[str]:
     return out
 
 
-def _known_regex(known: Known) -> re.Pattern[str] | None:
+def _known_regex(known: Known) -> KnownPattern | None:
     """One regular expression for everything the record knows about a patient; a named group per category."""
     common = _word_lists().common
     groups: dict[str, list[str]] = {
@@ -719,9 +720,52 @@ def _known_regex(known: Known) -> re.Pattern[str] | None:
         if patterns:
             body = "|".join(sorted(set(patterns), key=len, reverse=True))
             alternatives.append(rf"(?P<{category}>{body})")
-    if not alternatives:
-        return None
-    return re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(alternatives) + r")(?![A-Za-z0-9])")
+    return KnownPattern("|".join(alternatives)) if alternatives else None
+
+
+_EDGE = "[^A-Za-z0-9]"  # what must stand on each side of a known value: it is a whole token
+
+
+class KnownPattern:
+    """A patient's known values as one regular expression, run by RE2 wherever RE2 finds what ``re`` would.
+
+    Compiling it with ``re`` took 1.3 ms per patient, 15 % of the de-identification walk; RE2 compiles it in a
+    fifth of that. RE2 has no lookaround, so the whole-token edges (``(?<![A-Za-z0-9])`` and ``(?![A-Za-z0-9])``
+    for ``re``) are matched as one consumed character each, in the text padded with a space at both ends, and
+    each search starts again where the previous match's value ended: the edge after one value may be the edge
+    before the next, as with ``re``'s lookarounds. Both engines take the first alternative that matches, so the
+    spans are ``re``'s own. The values use no character classes that the two read differently (no ``\\s``,
+    ``\\w`` or ``\\b``), but case folding outside ASCII may differ: a text or a value that is not ASCII goes
+    to ``re``, compiled on first need, as does a pattern too large for RE2's memory budget.
+    """
+
+    def __init__(self, body: str) -> None:
+        self._body = body
+        self._re: re.Pattern[str] | None = None
+        self._re2: Any = None
+        if body.isascii():
+            import re2
+
+            with contextlib.suppress(re2.error):
+                self._re2 = re2.compile(f"{_EDGE}(?:{body}){_EDGE}")
+        if self._re2 is not None:
+            self._categories = {index: name for name, index in self._re2.groupindex.items()}
+
+    def spans(self, text: str) -> Iterator[tuple[int, int, str]]:
+        """``(start, end, category)`` of every known value in ``text``, left to right, not overlapping."""
+        if self._re2 is None or not text.isascii():
+            if self._re is None:
+                self._re = re.compile(f"(?<![A-Za-z0-9])(?:{self._body})(?![A-Za-z0-9])")
+            for match in self._re.finditer(text):
+                yield match.start(), match.end(), match.lastgroup or "ID"
+            return
+        padded = b" " + text.encode("ascii") + b" "  # text position i is padded position i + 1
+        position = 0
+        while (match := self._re2.search(padded, position)) is not None:
+            index = match.lastindex  # the one category group that matched: the values have no groups of their own
+            start, end = match.span(index)
+            yield start - 1, end - 1, self._categories[index]
+            position = max(end - 1, position + 1)  # the value's last character may be the next one's edge
 
 
 # -- the engine --------------------------------------------------------------------------------------------------
@@ -802,7 +846,7 @@ class TextScrubber:
         spans = list(self._generic(text)) if generic else []
         pattern = known.pattern if known is not None else None
         if pattern is not None:
-            spans.extend((m.start(), m.end(), m.lastgroup or "ID") for m in pattern.finditer(text))
+            spans.extend(pattern.spans(text))
         return _merge(spans)
 
     def _generic(self, text: str) -> list[tuple[int, int, str]]:
