@@ -199,6 +199,7 @@ def test_shifted_dates_keep_intervals_precision_and_time() -> None:
     assert encounter["period"] == {"start": "2020-02-03T08:00:00-05:00", "end": "2020-02-08T12:30:00-05:00"}
     assert shift_date("2020-03", 30) == "2020-04" and shift_date("2020", 30) == "2020"
     assert shift_date("2020-02-29", 366) == "2021-03-01"
+    assert shift_date("1000-01-05", -30) == "0999-12-06" and shift_date("1000-01", -30) == "0999-12"  # four digits
     assert not shift.safe_harbor and Policy().safe_harbor
 
 

