@@ -127,6 +127,18 @@ def test_rerun_with_the_same_key_gives_the_same_lake_and_a_crash_keeps_the_last_
     assert not set(_resources(tmp_path / "other")) & set(before)
 
 
+def test_one_worker_or_three_give_the_same_lake_and_counts(synthetic: dict[str, object], tmp_path: Path) -> None:
+    summaries = {
+        workers: deidentify(synthetic["source"], tmp_path / str(workers), key_file=synthetic["key"],
+                            opt_out=synthetic["root"] / "opt-out.txt", workers=workers, views=False)
+        for workers in (1, 3)
+    }  # fmt: skip
+    one, three = summaries[1].to_dict(), summaries[3].to_dict()
+    for field in ("read", "written", "excluded", "quarantined", "by_type", "elements", "patients_excluded"):
+        assert one[field] == three[field] == synthetic["summary"].to_dict()[field], field
+    assert _resources(tmp_path / "1") == _resources(tmp_path / "3") == _resources(synthetic["root"] / "out")
+
+
 class _Shown(NoProgress):
     """Keeps what each progress bar said it was doing."""
 
