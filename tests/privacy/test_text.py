@@ -303,6 +303,15 @@ def test_known_values_are_found_by_re2_exactly_where_re_finds_them(testdata: Pat
     assert sum(bool(_re_spans(known, text)) for text, known in cases) > 200
 
 
+def test_a_pattern_too_large_for_re2_goes_to_re_and_nothing_is_logged(capfd: pytest.CaptureFixture[str]) -> None:
+    many = Known(identifiers=tuple(f"ZX{i:08d}Q" for i in range(10_000)))  # RE2 refuses a program this size
+    text = "seen with ZX00004217Q and zx 0000 9999 q, not ZX00004217QQ"
+    assert list(many.pattern.spans(text)) == _re_spans(many, text) == [(10, 21, "ID"), (26, 40, "ID")]
+    assert many.pattern._re2 is None
+    logged = capfd.readouterr()  # RE2 would write the pattern's start, the identifiers spelled out with separators
+    assert logged.err == logged.out == ""
+
+
 _PIECES = [
     "Jane", "jane", "JANE", "Doe", "Q.", "Doe, Jane", "MRN-778899", "778899", "912345678", "912 34 5678",
     "(312) 555-0147", "312.555.0147", "5550147", "jane.doe@example.com", "12 Elm St", "Springfield", "62704",

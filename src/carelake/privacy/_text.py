@@ -726,6 +726,16 @@ def _known_regex(known: Known) -> KnownPattern | None:
 _EDGE = "[^A-Za-z0-9]"  # what must stand on each side of a known value: it is a whole token
 
 
+@cache
+def _re2_options() -> Any:
+    """RE2 logs a pattern it cannot compile to stderr, and this pattern is made of a patient's identifiers."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    return options
+
+
 class KnownPattern:
     """A patient's known values as one regular expression, run by RE2 wherever RE2 finds what ``re`` would.
 
@@ -747,7 +757,7 @@ class KnownPattern:
             import re2
 
             with contextlib.suppress(re2.error):
-                self._re2 = re2.compile(f"{_EDGE}(?:{body}){_EDGE}")
+                self._re2 = re2.compile(f"{_EDGE}(?:{body}){_EDGE}", _re2_options())
         if self._re2 is not None:
             self._categories = {index: name for name, index in self._re2.groupindex.items()}
 
