@@ -314,6 +314,9 @@ def test_resource_ids_become_keyed_pseudonyms_and_references_follow(
     assert "urn:uuid:9b1f0d7e" not in text_of(out)
     other = DeidKey(bytes(range(1, 33)))
     assert other.pseudonym("Patient", "pat-1") != out["id"]
+    # A reference ending in a newline is not a FHIR reference: it goes, rather than pass as "Patient/pat-1".
+    odd, counts = deid({"resourceType": "Observation", "id": "o", "subject": {"reference": "Patient/pat-1\n"}})
+    assert "subject" not in odd and counts["reference:removed"] == 1
 
 
 def test_narrative_meta_unknown_extensions_and_members_are_dropped(

@@ -183,6 +183,7 @@ def test_fhir_api_reads_searches_pages_and_answers_errors_as_operation_outcomes(
     for url, status in [
         ("/fhir/Observation?colour=blue", 400),
         ("/fhir/Observation/nope", 404),
+        ("/fhir/Observation/nope%0A", 400),  # "nope\n" is not a FHIR id, though re's $ would let it through
         ("/fhir/Observation?_count=lots", 400),
         ("/fhir/Observation?_lastUpdated=yesterday", 400),
     ]:

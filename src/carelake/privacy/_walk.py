@@ -21,6 +21,7 @@ from carelake.fhir._model import members
 from carelake.privacy._keys import DeidKey
 from carelake.privacy._policy import CATEGORY_LABELS, Policy, zip3
 from carelake.privacy._text import CATEGORIES, Known, TextScrubber
+from carelake.sources.fhir._r4 import ID_PATTERN
 
 # Strings that hold terminology or units rather than anything a person wrote: only known identifiers are sought.
 _STRUCTURED_STRINGS = {("Coding", "display"), ("Coding", "version"), ("Quantity", "unit"), ("Age", "unit")}
@@ -52,8 +53,8 @@ _IDENTIFIER_TYPE_CATEGORY = {
     "UDI": "device_id", "SNO": "device_id",
 }  # fmt: skip
 _CONTACT_CATEGORY = {"phone": "phone", "fax": "fax", "email": "email", "url": "url", "sms": "phone", "pager": "phone"}
-_REFERENCE = re.compile(
-    r"^(?:(?P<base>https?://\S+?)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/\S+)?$"
+_REFERENCE = re.compile(  # used with fullmatch: re's $ would also pass a reference ending in a newline
+    rf"(?:(?P<base>https?://\S+?)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>{ID_PATTERN.pattern})(?:/_history/\S+)?"
 )
 _TEXT_COUNTS = {category: f"text_{category.lower()}:replaced" for category in CATEGORIES}
 _DATETIME = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?(.*)$", re.DOTALL)
@@ -288,7 +289,7 @@ class Deidentifier:
     def _rewrite_reference(self, reference: str) -> str | None:
         if reference.startswith("#"):
             return reference  # a contained resource: a local label
-        match = _REFERENCE.match(reference)
+        match = _REFERENCE.fullmatch(reference)
         if match:
             if match.group("base"):
                 self._count("url", "removed")

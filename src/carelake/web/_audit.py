@@ -64,6 +64,7 @@ import orjson
 
 from carelake.errors import ConfigError, LakeError
 from carelake.lake._catalog import fsync_dir
+from carelake.sources.fhir._r4 import ID_PATTERN
 
 AUDIT_DIR = "audit"
 LOG_FILE = "audit-log.jsonl"
@@ -76,7 +77,7 @@ OUTCOMES = ("success", "denied", "failure")
 FIELDS = ("seq", "time", "who", "role", "action", "outcome", "client", "resource", "patient", "detail", "prev")
 _OPTIONAL = ("client", "resource", "patient", "detail")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_REFERENCE = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
+_REFERENCE = re.compile(rf"[A-Z][A-Za-z]+/{ID_PATTERN.pattern}")
 _TAIL_CHUNK = 64 * 1024
 
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"

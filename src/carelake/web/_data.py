@@ -8,23 +8,22 @@ against a strict pattern first.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from carelake.fhir._events import sql_literal
 from carelake.privacy._cells import SMALL_CELL, show_count
+from carelake.sources.fhir._r4 import ID_PATTERN
 
 if TYPE_CHECKING:
     from carelake.lake import Lake
 
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 TASKS = ("readmission-30d", "diabetes-onset")
 
 
 def valid_id(value: str) -> bool:
     """A FHIR id (the only shape an id from a URL may take before it reaches SQL)."""
-    return bool(_ID.match(value))
+    return ID_PATTERN.fullmatch(value) is not None  # not re's $, which also passes "id\n"
 
 
 def figure_json(fig: Any) -> str:
