@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import os
 import signal
@@ -49,6 +51,24 @@ def test_failed_job_leaves_nothing(lake_path: Path, testdata: Path) -> None:
         raise RuntimeError("boom")
     assert (lake_path / "catalog.json").read_bytes() == before
     assert not any((lake_path / "_staging").iterdir())
+
+
+def test_raw_copies_are_compressed_beside_the_job_and_a_failed_one_fails_the_commit(
+    lake_path: Path, testdata: Path
+) -> None:
+    lake = cl.open_lake(lake_path)
+    bulk = testdata / "synthea-fhir-r4/bulk-ndjson-10-patients"
+    sources = sorted(bulk.glob("*.ndjson"))[:3]
+    with lake.transaction("test", parameters={}) as tx:
+        for source in sources:
+            tx.add_raw(source, hashlib.sha256(source.read_bytes()).hexdigest())
+    kept = {f.name: gzip.decompress(f.read_bytes()) for f in (lake_path / "raw").rglob("*.gz")}
+    assert kept == {f"{hashlib.sha256(s.read_bytes()).hexdigest()}.ndjson.gz": s.read_bytes() for s in sources}
+    # A copy that fails in its thread (here, an input gone) fails the commit, which then changes nothing.
+    catalog, raw = (lake_path / "catalog.json").read_bytes(), sorted((lake_path / "raw").rglob("*"))
+    with pytest.raises(FileNotFoundError), lake.transaction("test", parameters={}) as tx:
+        tx.add_raw(lake_path.parent / "gone.ndjson", "0" * 64)
+    assert (lake_path / "catalog.json").read_bytes() == catalog and sorted((lake_path / "raw").rglob("*")) == raw
 
 
 def test_crash_between_publish_and_catalog_swap_is_invisible_and_collected(

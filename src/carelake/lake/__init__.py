@@ -4,7 +4,7 @@ Layout (see docs/lake.md)::
 
     carelake.json      marks the folder as a lake (format version)
     catalog.json       the committed state: tables -> Parquet files, views -> SQL, runs
-    raw/               input files as received, content-addressed, immutable
+    raw/               input files as received, content-addressed, immutable (text gzip-compressed)
     bronze/ silver/ gold/ quarantine/   one folder per table, Parquet part files
     runs/              one manifest per committed job
     audit/             append-only access log

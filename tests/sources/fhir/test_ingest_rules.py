@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from pathlib import Path
 
@@ -260,8 +261,18 @@ def test_keys_are_extracted(tmp_path: Path) -> None:
     assert obs["clinical_time_raw"] == "2020-05-01T10:00:00+02:00"
     assert obs["clinical_time"].isoformat() == "2020-05-01T08:00:00+00:00"
     assert obs["line"] == 2 and obs["version"] == 1
-    raw = cl.open_lake(tmp_path / "lake").root / "raw"
-    assert len(list(raw.rglob("*.ndjson"))) == 1
+    # The input is kept, gzip-compressed, named by the SHA-256 of the bytes received; zcat gives them back.
+    kept = list((cl.open_lake(tmp_path / "lake").root / "raw").rglob("*"))
+    files = [f for f in kept if f.is_file()]
+    received = (tmp_path / "in.ndjson").read_bytes()
+    assert [f.name for f in files] == [f"{hashlib.sha256(received).hexdigest()}.ndjson.gz"]
+    assert gzip.decompress(files[0].read_bytes()) == received
+    # A lake from before compression holds the plain copy: the same input again adds no second one.
+    plain = files[0].with_name(files[0].name.removesuffix(".gz"))
+    plain.write_bytes(received)
+    files[0].unlink()
+    cl.ingest_fhir([tmp_path / "in.ndjson"], lake=tmp_path / "lake")
+    assert [f for f in plain.parent.iterdir()] == [plain]
 
 
 # A record is any JSON value; whatever it is, it is stored or quarantined and the counts add up.
