@@ -216,7 +216,7 @@ class Transaction:
         """Keep an input file as received, content-addressed under raw/ by its SHA-256, at commit.
 
         A text file is kept gzip-compressed (``<sha256>.ndjson.gz``; ``zcat`` gives back the bytes received):
-        FHIR and CSV exports shrink about twelvefold, and the raw copy was four fifths of a lake's disk."""
+        FHIR and CSV exports shrink about tenfold, and the raw copy was four fifths of a lake's disk."""
         suffix = "".join(source.suffixes[-2:]) if source.name.endswith(".gz") else source.suffix
         compress = suffix.lower() in RAW_TEXT_SUFFIXES
         folder = self.lake.root / "raw" / sha256[:2]
