@@ -51,6 +51,7 @@ JSON_SAMPLES = [
     "[1, 2]",
     '"just a string"',
     "{not json",
+    '{"resourceType": "Pat\\"ient\\u00e9", "id": "b", "meta": {"versionId": 3, "tag": [{"code": "x"}]}}',
 ]
 
 
@@ -65,13 +66,19 @@ def test_carelake_json_functions_agree(engine: str, tmp_path: Path) -> None:
                  AS kinds,
                CASE WHEN cl_json_valid(t) THEN cl_json_strings(t, ['$.resourceType', '$.id', '$.meta.versionId']) END
                  AS strings,
+               CASE WHEN cl_json_valid(t) THEN cl_json_strings(t, ['$.x', '$.b', '$.n', '$.meta', '$.meta.tag']) END
+                 AS texts,
                CASE WHEN cl_json_valid(t) THEN cl_json_identifiers(t) END AS idents
         FROM docs ORDER BY i""").to_pylist()
-    assert [r["valid"] for r in rows] == [True, True, True, True, True, False]
+    assert [r["valid"] for r in rows] == [True, True, True, True, True, False, True]
     assert rows[0]["kinds"] == ["string", "object", None, None, None, None]
     assert rows[1]["kinds"][:2] == ["number", "null"]
     assert rows[2]["kinds"] == ["null", None, "array", "boolean", "number", None]
     assert rows[0]["strings"] == ["Patient", "a", "2"]
+    # Strings unescaped; numbers, booleans, arrays and objects as compact JSON text; JSON null and absent as NULL.
+    assert rows[1]["strings"] == [None, "12", None] and rows[6]["strings"] == ['Pat"ienté', "b", "3"]
+    assert rows[2]["texts"] == ["[1,2]", "true", "1.5", None, None]
+    assert rows[6]["texts"] == [None, None, None, '{"versionId":3,"tag":[{"code":"x"}]}', '[{"code":"x"}]']
     assert rows[0]["idents"] == [{"system": "s", "value": "v"}]
     assert rows[1]["idents"] == [{"system": "one", "value": "object"}]
     assert rows[2]["idents"] is None
