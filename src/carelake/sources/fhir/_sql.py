@@ -72,11 +72,15 @@ def keyed_sql() -> str:
         -- patients, and this 0.1 s, with the same result.
         SELECT seq, assigned_id, regexp_replace(text, '[\\r\\n]+\\z', '') AS txt FROM staged_lines),
     parsed AS (
-        SELECT seq, assigned_id, txt, cl_json_valid(txt) AS ok FROM trimmed),
+        SELECT seq, assigned_id, txt, ok, CASE WHEN ok THEN txt END AS doc
+        FROM (SELECT seq, assigned_id, txt, cl_json_valid(txt) AS ok FROM trimmed) AS v),
     extracted AS (
+        -- doc is NULL where the text is not JSON, which the JSON functions cannot read. Reading doc rather than
+        -- "CASE WHEN ok THEN ... END" lets Spark parse a record once for all the paths: it computes a
+        -- repeated expression once, but not inside a CASE branch (44 parses a record: 350 s at 10,000 patients).
         SELECT seq, assigned_id, txt, ok,
-               CASE WHEN ok THEN cl_json_kinds(txt, [{_sql_list(_KIND_PATHS)}]) END AS kinds,
-               CASE WHEN ok THEN cl_json_strings(txt, [{_sql_list(_STRING_PATHS)}]) END AS vals
+               cl_json_kinds(doc, [{_sql_list(_KIND_PATHS)}]) AS kinds,
+               cl_json_strings(doc, [{_sql_list(_STRING_PATHS)}]) AS vals
         FROM parsed),
     checked AS (
         SELECT seq, assigned_id, vals, txt, CASE
