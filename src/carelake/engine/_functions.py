@@ -59,7 +59,7 @@ FUNCTIONS: dict[str, tuple[str, str, Callable[[list[Any]], str]]] = {
         lambda a: "array(" + ", ".join(_spark_kind(a[0].sql("spark"), p) for p in _paths(a[1])) + ")",
     ),
     # The value at each path as text (strings unescaped); NULL when absent or JSON null. On Spark the paths read
-    # one parsed variant: get_json_object parsed the text again for each, 4.3 times slower for ingestion's 39
+    # one parsed variant: get_json_object parsed the text again for each, 3.3 times slower for ingestion's 39
     # paths (see _spark_text). Spark's variant refuses a document that repeats a member name, as ingestion's
     # validity check on Spark already does.
     "cl_json_strings": (
