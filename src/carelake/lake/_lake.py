@@ -219,10 +219,10 @@ class Transaction:
         FHIR and CSV exports shrink about tenfold, and the raw copy was four fifths of a lake's disk."""
         suffix = "".join(source.suffixes[-2:]) if source.name.endswith(".gz") else source.suffix
         compress = suffix.lower() in RAW_TEXT_SUFFIXES
-        folder = self.lake.root / "raw" / sha256[:2]
-        target = folder / f"{sha256}{suffix}.gz" if compress else folder / f"{sha256}{suffix}"
+        plain = self.lake.root / "raw" / sha256[:2] / f"{sha256}{suffix}"
+        target = plain.with_name(f"{plain.name}.gz") if compress else plain
         # A lake written before raw copies were compressed keeps the plain one: the same input is there.
-        if target.exists() or (folder / f"{sha256}{suffix}").exists() or any(t == target for _, t in self._raw):
+        if target.exists() or plain.exists() or any(t == target for _, t in self._raw):
             return
         staged = self.staging / "raw" / target.name
         staged.parent.mkdir(exist_ok=True)
