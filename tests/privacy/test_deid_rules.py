@@ -319,6 +319,23 @@ def test_resource_ids_become_keyed_pseudonyms_and_references_follow(
     assert "subject" not in odd and counts["reference:removed"] == 1
 
 
+def test_a_reference_used_again_is_rewritten_and_counted_at_every_use() -> None:
+    # The walker remembers each reference it has rewritten; what it counts must not be remembered with it.
+    walker = Deidentifier(Policy(), KEY)
+    subject = Subject(shift_days=0)
+    absolute = "https://ehr.example.org/fhir/Patient/pat-1"
+    for n in (1, 2):
+        out = walker.resource(
+            {"resourceType": "Observation", "id": f"o{n}", "subject": {"reference": absolute},
+             "performer": [{"reference": "Practitioner/dr-1"}, {"reference": "urn:uuid:9b1f0d7e"}]},
+            subject,
+        )  # fmt: skip
+        assert out["subject"] == {"reference": f"Patient/{KEY.pseudonym('Patient', 'pat-1')}"}
+        assert out["performer"] == [{"reference": f"Practitioner/{KEY.pseudonym('Practitioner', 'dr-1')}"}]
+        assert walker.counts["reference:pseudonymised"] == 2 * n
+        assert walker.counts["url:removed"] == walker.counts["reference:removed"] == n
+
+
 def test_narrative_meta_unknown_extensions_and_members_are_dropped(
     patient: tuple[dict[str, Any], dict[str, int]],
 ) -> None:
