@@ -69,6 +69,19 @@ def test_raw_copies_are_compressed_beside_the_job_and_a_failed_one_fails_the_com
     with pytest.raises(FileNotFoundError), lake.transaction("test", parameters={}) as tx:
         tx.add_raw(lake_path.parent / "gone.ndjson", "0" * 64)
     assert (lake_path / "catalog.json").read_bytes() == catalog and sorted((lake_path / "raw").rglob("*")) == raw
+    # So does a file that no longer holds the bytes the job read and hashed (rewritten meanwhile), compressed
+    # or not: its copy would be kept under the name of content that was never copied.
+    changed = lake_path.parent / "changed.ndjson"
+    changed.write_bytes(b'{"resourceType": "Patient", "id": "now"}\n')
+    read = hashlib.sha256(b'{"resourceType": "Patient", "id": "then"}\n').hexdigest()
+    for name in ("changed.ndjson", "changed.ndjson.gz"):
+        changed = changed.rename(lake_path.parent / name)
+        with (
+            pytest.raises(cl.InputError, match=f"{name} changed while it was being ingested"),
+            lake.transaction("test", parameters={}) as tx,
+        ):
+            tx.add_raw(changed, read)
+        assert (lake_path / "catalog.json").read_bytes() == catalog and sorted((lake_path / "raw").rglob("*")) == raw
 
 
 def test_crash_between_publish_and_catalog_swap_is_invisible_and_collected(

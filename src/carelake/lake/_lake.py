@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import secrets
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from carelake.errors import ConfigError, LakeError
+from carelake.errors import ConfigError, InputError, LakeError
 from carelake.lake._catalog import Catalog, TableEntry, ViewEntry
 from carelake.lake._lock import LOCK_FILE, WriteLock
 from carelake.lake._quarantine import QUARANTINE_SCHEMA, QUARANTINE_TABLE
@@ -229,9 +230,9 @@ class Transaction:
         if compress:
             # In a thread: zlib lets go of the GIL, so the copy is made on another core while the job parses.
             self._compressor = self._compressor or ThreadPoolExecutor(1, thread_name_prefix="carelake-raw")
-            self._compressing.append(self._compressor.submit(_gzip_copy, source, staged))
+            self._compressing.append(self._compressor.submit(_copy, source, staged, sha256, compress=True))
         else:
-            shutil.copyfile(source, staged)
+            _copy(source, staged, sha256, compress=False)
         self._raw.append((staged, target))
 
     def _raw_written(self, *, cancel: bool = False) -> None:
@@ -322,9 +323,25 @@ class Transaction:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def _gzip_copy(source: Path, target: Path) -> None:
-    with source.open("rb") as read, gzip.open(target, "wb", compresslevel=1) as write:
-        shutil.copyfileobj(read, write, 1 << 20)  # level 1: 300 MB/s on a core, and most of level 9's gain
+def _copy(source: Path, target: Path, sha256: str, *, compress: bool) -> None:
+    """Copy a file the job has read, checking that it still holds the bytes read (``sha256``).
+
+    Ingestion hashes a file as it parses it, and the copy is made after (in a thread, while the next file is
+    parsed): a file rewritten in between would otherwise be kept under the name of content never copied."""
+    digest = hashlib.sha256()
+    # gzip level 1: 300 MB/s on a core, and most of level 9's gain
+    with (
+        source.open("rb") as read,
+        gzip.open(target, "wb", compresslevel=1) if compress else target.open("wb") as write,
+    ):
+        while chunk := read.read(1 << 20):
+            digest.update(chunk)
+            write.write(chunk)
+    if digest.hexdigest() != sha256:
+        raise InputError(
+            f"{source} changed while it was being ingested, so its raw copy would not be what was read",
+            hint="ingest it again once nothing is writing to it; nothing was committed",
+        )
 
 
 def _rel(root: Path, path: Path) -> str:

@@ -109,6 +109,18 @@ def test_truncated_gzip_keeps_what_came_before(tmp_path: Path) -> None:
     summary = cl.ingest_fhir([tmp_path / "cut.ndjson.gz"], lake=tmp_path / "lake")
     assert summary.quarantined_by_rule.get("truncated-file") == 1
     assert 0 < summary.stored < 2000 and summary.reconciles
+    # The file is hashed as it is read, and the parser stops at the damage (here, a megabyte after the gzip data
+    # that is not gzip): the hash still covers every byte received, in the quarantine, the stored records'
+    # provenance and the raw copy's name.
+    damaged = whole + b"x" * (1 << 20)
+    (tmp_path / "cut.ndjson.gz").write_bytes(damaged)
+    summary = cl.ingest_fhir([tmp_path / "cut.ndjson.gz"], lake=tmp_path / "damaged")
+    assert summary.quarantined_by_rule.get("truncated-file") == 1 and summary.reconciles
+    received = hashlib.sha256(damaged).hexdigest()
+    lake = cl.open_lake(tmp_path / "damaged")
+    assert lake.sql("SELECT DISTINCT source_sha256 FROM quarantine").column(0).to_pylist() == [received]
+    assert lake.sql("SELECT DISTINCT source_sha256 FROM resources").column(0).to_pylist() == [received]
+    assert [f.name for f in (lake.root / "raw").rglob("*.gz")] == [f"{received}.ndjson.gz"]
 
 
 def test_unreadable_path_is_quarantined(tmp_path: Path) -> None:

@@ -153,25 +153,59 @@ def file_sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def read_file(file_index: int, source: SourceFile, writer: StagingWriter, progress: Callable[[int], None]) -> None:
+def read_file(
+    file_index: int, source: SourceFile, writer: StagingWriter, progress: Callable[[int], None]
+) -> str | None:
     """Stage every record of a file as JSON text with its locator; unreadable, empty and damaged input
-    become problems. Checking the records is left to SQL."""
+    become problems. Checking the records is left to SQL.
+
+    Returns the SHA-256 of the file's bytes (None when it cannot be opened), taken as they are read for
+    parsing: a separate pass read every byte once more, and at a million patients the export does not fit in
+    memory, so each pass is a read from disk."""
     reader = _read_ndjson if source.kind == "ndjson" else _read_json
     try:
-        reader(file_index, source.path, writer, progress)
+        with source.path.open("rb") as handle:
+            raw = _Hashed(handle)
+            reader(file_index, source.path, raw, writer, progress)
+            return raw.hexdigest()
     except OSError as exc:
         if not isinstance(exc, PermissionError | IsADirectoryError | FileNotFoundError):
             raise
         writer.add_problem(
             file_index, None, None, None, Problem("unreadable-file", f"cannot read the file: {exc.strerror}"), None
         )
+        return None
 
 
-def _open(path: Path) -> Any:
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
+class _Hashed:
+    """A file read through SHA-256; :meth:`hexdigest` first reads what the parser left (after damage)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self._digest.update(data)
+        return data
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def hexdigest(self) -> str:
+        while self.read(1 << 22):
+            pass
+        return self._digest.hexdigest()
 
 
-def _read_ndjson(file_index: int, path: Path, writer: StagingWriter, progress: Callable[[int], None]) -> None:
+def _open(path: Path, raw: _Hashed) -> Any:
+    """The file's content: gzip is read through the hash, so the hash is of the bytes received."""
+    return gzip.GzipFile(fileobj=raw, mode="rb") if path.name.lower().endswith(".gz") else raw
+
+
+def _read_ndjson(
+    file_index: int, path: Path, raw: _Hashed, writer: StagingWriter, progress: Callable[[int], None]
+) -> None:
     """Read NDJSON in large blocks; each block becomes one Arrow batch of lines without copying."""
     next_line = 1
     offset = 0
@@ -179,42 +213,42 @@ def _read_ndjson(file_index: int, path: Path, writer: StagingWriter, progress: C
     first = True
     position = 0
     compressed = path.name.lower().endswith(".gz")
-    with _open(path) as handle:
-        raw_handle = getattr(handle, "fileobj", None)
-        for block, error in _blocks(handle, piece=1 << 16 if compressed else CHUNK_BYTES):
-            if error is not None:
-                # The cut-short last line belongs to the damage: it is reported here, not parsed.
-                writer.add_problem(
-                    file_index,
-                    next_line,
-                    None,
-                    offset,
-                    Problem(
-                        "truncated-file",
-                        f"the compressed file is damaged or cut short ({type(error).__name__}); "
-                        "records before this point were read",
-                    ),
-                    None,
-                )
+    handle = _open(path, raw)
+    raw_handle = raw if compressed else None  # where the compressed file has been read to
+    for block, error in _blocks(handle, piece=1 << 16 if compressed else CHUNK_BYTES):
+        if error is not None:
+            # The cut-short last line belongs to the damage: it is reported here, not parsed.
+            writer.add_problem(
+                file_index,
+                next_line,
+                None,
+                offset,
+                Problem(
+                    "truncated-file",
+                    f"the compressed file is damaged or cut short ({type(error).__name__}); "
+                    "records before this point were read",
+                ),
+                None,
+            )
+            return
+        if first:
+            first = False
+            if not block.strip() and len(block) < CHUNK_BYTES:
+                writer.add_problem(file_index, None, None, 0, Problem("empty-file", "the file is empty"), None)
                 return
-            if first:
-                first = False
-                if not block.strip() and len(block) < CHUNK_BYTES:
-                    writer.add_problem(file_index, None, None, 0, Problem("empty-file", "the file is empty"), None)
-                    return
-                if block.startswith(BOM):
-                    block, offset = block[len(BOM) :], len(BOM)
-            data = carry + block if carry else block
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
-                continue
-            body, carry = data[: cut + 1], data[cut + 1 :]
-            next_line += _stage_block(file_index, body, next_line, offset, writer)
-            offset += len(body)
-            now = raw_handle.tell() if raw_handle is not None else offset
-            progress(now - position)
-            position = now
+            if block.startswith(BOM):
+                block, offset = block[len(BOM) :], len(BOM)
+        data = carry + block if carry else block
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        body, carry = data[: cut + 1], data[cut + 1 :]
+        next_line += _stage_block(file_index, body, next_line, offset, writer)
+        offset += len(body)
+        now = raw_handle.tell() if raw_handle is not None else offset
+        progress(now - position)
+        position = now
     if first:
         writer.add_problem(file_index, None, None, 0, Problem("empty-file", "the file is empty"), None)
     elif carry:
@@ -305,10 +339,11 @@ def _stage_lines_slowly(file_index: int, body: bytes, first_line: int, base_offs
         writer.add_record(file_index, number, None, start, text)
 
 
-def _read_json(file_index: int, path: Path, writer: StagingWriter, progress: Callable[[int], None]) -> None:
+def _read_json(
+    file_index: int, path: Path, raw: _Hashed, writer: StagingWriter, progress: Callable[[int], None]
+) -> None:
     try:
-        with _open(path) as handle:
-            data = handle.read()
+        data = _open(path, raw).read()
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         writer.add_problem(
             file_index,

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from carelake.errors import StrictModeError
 from carelake.lake import QUARANTINE_TABLE, Lake, Transaction, open_lake
 from carelake.progress import NoProgress, Progress, StageTimer
-from carelake.sources.fhir._files import SourceFile, discover, file_sha256, read_file
+from carelake.sources.fhir._files import SourceFile, discover, read_file
 from carelake.sources.fhir._records import describe
 from carelake.sources.fhir._sql import identifiers_sql, keyed_sql, references_sql
 from carelake.sources.fhir._staging import StagingWriter, clip_record
@@ -155,11 +155,10 @@ def ingest_fhir(
 def _read_file(
     file_index: int, source: SourceFile, writer: StagingWriter, tx: Transaction, *, keep_raw: bool, progress: Progress
 ) -> None:
-    sha = file_sha256(source.path)
+    sha = read_file(file_index, source, writer, progress.advance)  # the hash of the bytes just parsed
+    writer.add_file(file_index, str(source.path), sha)
     if keep_raw and sha is not None:
         tx.add_raw(source.path, sha)
-    writer.add_file(file_index, str(source.path), sha)
-    read_file(file_index, source, writer, progress.advance)
 
 
 def stage_records(eng: Engine, tx: Transaction, writer: StagingWriter) -> dict[str, Any]:
