@@ -143,14 +143,12 @@ def _manifest_outputs(manifest: Path) -> list[Path]:
 
 
 def file_sha256(path: Path) -> str | None:
-    digest = hashlib.sha256()
+    """The SHA-256 of a file that is not read here otherwise (OMOP's, which the engine reads); None if unreadable."""
     try:
         with path.open("rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
+            return _Hashed(handle).hexdigest()
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def read_file(
